@@ -1,0 +1,456 @@
+"""Configuration pytrees for a simulated crossbar.
+
+A configuration is an immutable `flax.struct` dataclass. Numbers that a study may sweep, vmap or learn
+(conductance range, noise scales, voltages, wire resistance, ADC range, time constants) are pytree leaves;
+shapes, bit widths, level counts and method names are static (``pytree_node=False``), so changing them
+recompiles and changing a leaf does not.
+
+Every config checks its concrete values when it is built (``__post_init__``): a bad value raises a
+``ValueError``/``TypeError`` that names the field and the allowed range, before anything is traced.
+Values that are tracers (a config rebuilt inside ``jit``/``vmap``) are not checked.
+
+Units are SI: siemens, volts, amperes, ohms, seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from flax import struct
+
+DEVICE_MODELS = ("ideal", "reram-wan2022", "pcm-ibm", "custom")
+PROGRAMMING_METHODS = ("open_loop", "write_verify")
+MAPPING_SCHEMES = ("differential", "offset")
+SCALE_MODES = ("tensor", "column")
+INPUT_RANGE_MODES = ("max", "fixed")
+ADC_RANGE_MODES = ("calibrated", "fixed", "full_scale")
+CIRCUIT_KINDS = ("ideal", "ir_drop")
+
+
+def _concrete(value: Any) -> float | np.ndarray | None:
+    """The value as numpy if it is concrete (not a tracer or placeholder), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float | np.ndarray | np.generic):
+        return np.asarray(value, dtype=float)
+    if isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer):
+        try:
+            return np.asarray(value, dtype=float)
+        except Exception:  # noqa: BLE001 - deleted or non-addressable buffers: skip the check
+            return None
+    return None
+
+
+def is_static_zero(value: Any) -> bool:
+    """True if ``value`` is a concrete zero (a Python/numpy number, not a tracer): the model can skip work."""
+    arr = _concrete(value)
+    return arr is not None and not np.any(arr)
+
+
+def check_range(
+    owner: str, name: str, value: Any, lo: float | None = None, hi: float | None = None,
+    *, lo_open: bool = False, hi_open: bool = False,
+) -> None:
+    """Raise ValueError naming ``owner.name`` if a concrete value is NaN or outside [lo, hi]."""
+    arr = _concrete(value)
+    if arr is None:
+        return
+    field = f"{owner}.{name}"
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{field} must be finite, got {value!r}")
+    lo_bad = lo is not None and (np.any(arr <= lo) if lo_open else np.any(arr < lo))
+    hi_bad = hi is not None and (np.any(arr >= hi) if hi_open else np.any(arr > hi))
+    if lo_bad or hi_bad:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        lo_s = "-inf" if lo is None else f"{lo:g}"
+        hi_s = "inf" if hi is None else f"{hi:g}"
+        raise ValueError(f"{field} must be in {left}{lo_s}, {hi_s}{right}, got {value!r}")
+
+
+def check_choice(owner: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{owner}.{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+def check_int(owner: str, name: str, value: Any, lo: int, hi: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{owner}.{name} must be an integer, got {type(value).__name__} {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        upper = "" if hi is None else f" and <= {hi}"
+        raise ValueError(f"{owner}.{name} must be an integer >= {lo}{upper}, got {value}")
+
+
+@struct.dataclass
+class DeviceConfig:
+    """The memory cell: conductance range, noise model, faults.
+
+    Attributes:
+      model: ``"ideal"`` (no noise), ``"reram-wan2022"`` (NeuRRAM ReRAM, Wan et al. Nature 2022),
+        ``"pcm-ibm"`` (IBM PCM-like model, Nandakumar 2019 / Joshi 2020) or ``"custom"``
+        (``sigma_poly``/``mean_poly`` given or fitted with `jaxcim.devices.fit_custom`). Static.
+      g_min: lowest programmable conductance, S.
+      g_max: highest programmable conductance, S.
+      levels: number of programmable conductance levels per cell (multi-level cell), evenly spaced in
+        [g_min, g_max]; 0 means analog (continuous). Static.
+      prog_noise_scale: multiplier on the model's programming noise sigma (1 = as published).
+      read_noise_scale: multiplier on the model's read noise (1 = as published).
+      drift_scale: multiplier on PCM drift exponents / ReRAM relaxation (1 = as published, 0 = none).
+      stuck_off_rate: probability that a cell is stuck at g_min (ignores programming).
+      stuck_on_rate: probability that a cell is stuck at g_max.
+      range_spread: device-to-device spread of the conductance range: each cell's reachable range
+        (g_max - g_min) is scaled by ``1 + range_spread * N(0, 1)`` (relative standard deviation).
+      sigma_poly: custom model only: programming-noise sigma / g_max as a polynomial in x = G / g_max,
+        ascending coefficients (dimensionless). Static tuple.
+      mean_poly: custom model only: systematic programming error (mean(G_prog - G_target)) / g_max as a
+        polynomial in x, ascending coefficients. Static tuple.
+      read_noise_rel: custom and ReRAM models: relative read-noise sigma (sigma / G per read).
+    """
+
+    model: str = struct.field(pytree_node=False, default="ideal")
+    g_min: Any = 0.0
+    g_max: Any = 40e-6
+    levels: int = struct.field(pytree_node=False, default=0)
+    prog_noise_scale: Any = 1.0
+    read_noise_scale: Any = 1.0
+    drift_scale: Any = 1.0
+    stuck_off_rate: Any = 0.0
+    stuck_on_rate: Any = 0.0
+    range_spread: Any = 0.0
+    sigma_poly: tuple = struct.field(pytree_node=False, default=())
+    mean_poly: tuple = struct.field(pytree_node=False, default=())
+    read_noise_rel: Any = 0.0
+
+    def __post_init__(self):
+        o = "device"
+        check_choice(o, "model", self.model, DEVICE_MODELS)
+        check_range(o, "g_min", self.g_min, 0.0)
+        check_range(o, "g_max", self.g_max, 0.0, lo_open=True)
+        gmin, gmax = _concrete(self.g_min), _concrete(self.g_max)
+        if gmin is not None and gmax is not None and np.any(gmin >= gmax):
+            raise ValueError(f"device.g_min must be < device.g_max, got g_min={self.g_min!r} >= "
+                             f"g_max={self.g_max!r} (siemens)")
+        if self.levels != 0:
+            check_int(o, "levels", self.levels, 2)
+        for name in ("prog_noise_scale", "read_noise_scale", "drift_scale", "range_spread",
+                     "read_noise_rel"):
+            check_range(o, name, getattr(self, name), 0.0)
+        check_range(o, "stuck_off_rate", self.stuck_off_rate, 0.0, 1.0)
+        check_range(o, "stuck_on_rate", self.stuck_on_rate, 0.0, 1.0)
+        off, on = _concrete(self.stuck_off_rate), _concrete(self.stuck_on_rate)
+        if off is not None and on is not None and np.any(off + on > 1.0):
+            raise ValueError("device.stuck_off_rate + device.stuck_on_rate must be <= 1")
+        if self.model == "custom" and not self.sigma_poly:
+            raise ValueError("device.sigma_poly is required for device.model = 'custom' "
+                             "(ascending coefficients of sigma/g_max in x = G/g_max; "
+                             "fit one with jaxcim.devices.fit_custom)")
+        for name in ("sigma_poly", "mean_poly"):
+            coeffs = getattr(self, name)
+            if not isinstance(coeffs, tuple) or not all(math.isfinite(float(c)) for c in coeffs):
+                raise ValueError(f"device.{name} must be a tuple of finite numbers, got {coeffs!r}")
+
+
+
+@struct.dataclass
+class ProgrammingConfig:
+    """How target conductances are written.
+
+    Attributes:
+      method: ``"open_loop"`` (one noisy write) or ``"write_verify"`` (read back, re-program cells whose
+        error exceeds ``tolerance``, with fresh noise each time). Static.
+      max_iterations: write-verify: most re-programming rounds after the first write. Static.
+      tolerance: write-verify: accepted |G - G_target|, as a fraction of (g_max - g_min).
+    """
+
+    method: str = struct.field(pytree_node=False, default="open_loop")
+    max_iterations: int = struct.field(pytree_node=False, default=5)
+    tolerance: Any = 0.02
+
+    def __post_init__(self):
+        check_choice("programming", "method", self.method, PROGRAMMING_METHODS)
+        check_int("programming", "max_iterations", self.max_iterations, 0, 1000)
+        check_range("programming", "tolerance", self.tolerance, 0.0, lo_open=True)
+
+
+
+@struct.dataclass
+class MappingConfig:
+    """How a weight matrix becomes conductances on arrays.
+
+    Attributes:
+      scheme: ``"differential"`` (w ~ G+ - G-, two cells per weight, analog current subtraction) or
+        ``"offset"`` (w ~ G - G_ref, one cell per weight and one reference column per array whose
+        ADC reading is subtracted digitally). Static.
+      scale: ``"tensor"`` (one weight-to-conductance scale for the matrix) or ``"column"`` (one per
+        output, so every column uses the full conductance range). Static.
+      weight_bits: bits of weight magnitude when bit slicing; 0 = no weight quantization. Static.
+      slices: number of arrays a weight is sliced over (each holds ``weight_bits / slices`` bits,
+        most significant first; partial sums are shifted and added digitally). Static.
+      rows: rows (word lines) per physical array. Static.
+      cols: columns (bit lines) per physical array. Static.
+    """
+
+    scheme: str = struct.field(pytree_node=False, default="differential")
+    scale: str = struct.field(pytree_node=False, default="tensor")
+    weight_bits: int = struct.field(pytree_node=False, default=0)
+    slices: int = struct.field(pytree_node=False, default=1)
+    rows: int = struct.field(pytree_node=False, default=256)
+    cols: int = struct.field(pytree_node=False, default=256)
+
+    def __post_init__(self):
+        o = "mapping"
+        check_choice(o, "scheme", self.scheme, MAPPING_SCHEMES)
+        check_choice(o, "scale", self.scale, SCALE_MODES)
+        check_int(o, "weight_bits", self.weight_bits, 0, 32)
+        check_int(o, "slices", self.slices, 1, 32)
+        check_int(o, "rows", self.rows, 1)
+        check_int(o, "cols", self.cols, 2 if self.scheme == "offset" else 1)
+        if self.slices > 1 and (self.weight_bits == 0 or self.weight_bits % self.slices):
+            raise ValueError(f"mapping.weight_bits ({self.weight_bits}) must be a positive multiple of "
+                             f"mapping.slices ({self.slices}) when slicing weights")
+
+    @property
+    def bits_per_slice(self) -> int:
+        return self.weight_bits // self.slices if self.weight_bits else 0
+
+
+
+@struct.dataclass
+class DACConfig:
+    """Input digital-to-analog conversion: inputs x -> row voltages.
+
+    Attributes:
+      bits: input resolution including the sign bit when ``signed``; 0 = ideal (no quantization). Static.
+      v_read: row voltage for a full-scale input, V.
+      range_mode: ``"max"`` (each input vector scaled by its own max |x|, nothing clipped) or ``"fixed"``
+        (inputs scaled by ``x_max`` and clipped to [-x_max, x_max]: the user asked for it). Static.
+      x_max: full-scale input for ``range_mode="fixed"`` (input units).
+      signed: negative inputs are applied as negative voltages (True) or rejected (False: inputs must be
+        >= 0, one more bit of magnitude). Static.
+      bit_serial: apply the input one bit per cycle (0/v_read pulses), convert each cycle with the ADC and
+        shift-and-add digitally, as in NeuRRAM and ISAAC. Static.
+    """
+
+    bits: int = struct.field(pytree_node=False, default=8)
+    v_read: Any = 0.2
+    range_mode: str = struct.field(pytree_node=False, default="max")
+    x_max: Any = 1.0
+    signed: bool = struct.field(pytree_node=False, default=True)
+    bit_serial: bool = struct.field(pytree_node=False, default=False)
+
+    def __post_init__(self):
+        check_int("dac", "bits", self.bits, 0, 24)
+        if self.bits == 1 and self.signed:
+            raise ValueError("dac.bits must be >= 2 for signed inputs (one bit is the sign); "
+                             "use dac.signed = false for binary inputs")
+        if self.bit_serial and self.bits == 0:
+            raise ValueError("dac.bit_serial needs dac.bits >= 1")
+        check_range("dac", "v_read", self.v_read, 0.0, lo_open=True)
+        check_choice("dac", "range_mode", self.range_mode, INPUT_RANGE_MODES)
+        check_range("dac", "x_max", self.x_max, 0.0, lo_open=True)
+
+
+
+@struct.dataclass
+class ADCConfig:
+    """Column-current analog-to-digital conversion.
+
+    Attributes:
+      bits: resolution including sign; 0 = ideal (no quantization, no clipping). Static.
+      range_mode: ``"calibrated"`` (full scale = the largest |current| seen on calibration inputs times
+        ``margin``, per array), ``"fixed"`` (full scale ``i_max``) or ``"full_scale"`` (the largest current
+        the array can carry: rows * v_read * (g_max - g_min)). Static.
+      i_max: full-scale current for ``range_mode="fixed"``, A.
+      margin: calibrated range multiplier (>= 1 leaves headroom for drift and noise).
+      offset_sigma: per-column offset error, standard deviation in LSB, sampled once per instance.
+      gain_sigma: per-column relative gain error, standard deviation, sampled once per instance.
+    """
+
+    bits: int = struct.field(pytree_node=False, default=8)
+    range_mode: str = struct.field(pytree_node=False, default="calibrated")
+    i_max: Any = 1e-4
+    margin: Any = 1.0
+    offset_sigma: Any = 0.0
+    gain_sigma: Any = 0.0
+
+    def __post_init__(self):
+        check_int("adc", "bits", self.bits, 0, 24)
+        if self.bits == 1:
+            raise ValueError("adc.bits must be 0 (ideal) or >= 2 (signed codes)")
+        check_choice("adc", "range_mode", self.range_mode, ADC_RANGE_MODES)
+        check_range("adc", "i_max", self.i_max, 0.0, lo_open=True)
+        check_range("adc", "margin", self.margin, 0.0, lo_open=True)
+        check_range("adc", "offset_sigma", self.offset_sigma, 0.0)
+        check_range("adc", "gain_sigma", self.gain_sigma, 0.0)
+
+
+
+@struct.dataclass
+class CircuitConfig:
+    """The array circuit that turns row voltages into column currents.
+
+    Attributes:
+      kind: ``"ideal"`` (I = V @ G) or ``"ir_drop"`` (exact nodal solve with wire resistance). Static.
+      r_row: word-line wire resistance per cell pitch, ohm.
+      r_col: bit-line wire resistance per cell pitch, ohm.
+      r_driver: series resistance of each row driver, ohm.
+      r_sense: series resistance of each column's sense input, ohm.
+      nonlinear: cells follow I = g v0 sinh(V / v0) instead of I = g V. Static.
+      v0: sinh i-v voltage scale, V.
+
+    References:
+      Wire resistance per segment (NeuroSim interconnect model): 22 nm ~1.9 ohm (row) / 5.6 ohm (column),
+      14 nm 2.5 / 7.6, 7 nm 5.6 / 16.7.
+    """
+
+    kind: str = struct.field(pytree_node=False, default="ideal")
+    r_row: Any = 1.9
+    r_col: Any = 5.6
+    r_driver: Any = 0.0
+    r_sense: Any = 0.0
+    nonlinear: bool = struct.field(pytree_node=False, default=False)
+    v0: Any = 0.25
+
+    def __post_init__(self):
+        check_choice("circuit", "kind", self.kind, CIRCUIT_KINDS)
+        for name in ("r_row", "r_col", "r_driver", "r_sense"):
+            check_range("circuit", name, getattr(self, name), 0.0)
+        check_range("circuit", "v0", self.v0, 0.0, lo_open=True)
+
+
+
+@struct.dataclass
+class CrossbarConfig:
+    """Everything that defines a simulated crossbar, in readable nested sections.
+
+    Attributes:
+      device, programming, mapping, dac, adc, circuit: the sections above.
+      drift_compensation: rescale outputs at read time by the ratio of an all-ones probe read right
+        after programming to the same probe read at time t (global drift compensation, Joshi et al.,
+        Nat. Commun. 2020). Static.
+      name: a label for tables and files. Static.
+    """
+
+    device: DeviceConfig = dataclasses.field(default_factory=DeviceConfig)
+    programming: ProgrammingConfig = dataclasses.field(default_factory=ProgrammingConfig)
+    mapping: MappingConfig = dataclasses.field(default_factory=MappingConfig)
+    dac: DACConfig = dataclasses.field(default_factory=DACConfig)
+    adc: ADCConfig = dataclasses.field(default_factory=ADCConfig)
+    circuit: CircuitConfig = dataclasses.field(default_factory=CircuitConfig)
+    drift_compensation: bool = struct.field(pytree_node=False, default=False)
+    name: str = struct.field(pytree_node=False, default="custom")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (numbers as Python floats/ints), TOML/JSON serializable."""
+        return to_dict(self)
+
+
+def _crossbar_replace(self: CrossbarConfig, **changes: Any) -> CrossbarConfig:
+    """A copy with fields changed; dotted names reach into sections: ``cfg.replace(**{"adc.bits": 6})``."""
+    return replace_path(self, changes)
+
+
+CrossbarConfig.replace = _crossbar_replace  # flax.struct installs a plain replace; extend it
+
+SECTIONS: dict[str, type] = {
+    "device": DeviceConfig,
+    "programming": ProgrammingConfig,
+    "mapping": MappingConfig,
+    "dac": DACConfig,
+    "adc": ADCConfig,
+    "circuit": CircuitConfig,
+}
+TOP_FIELDS = ("drift_compensation", "name")
+
+
+def replace_path(cfg: CrossbarConfig, changes: Mapping[str, Any]) -> CrossbarConfig:
+    """Apply ``{"section.field": value, "field": value}`` changes to a config, with clear errors."""
+    top: dict[str, Any] = {}
+    per_section: dict[str, dict[str, Any]] = {}
+    for path, value in changes.items():
+        section, _, field = path.partition(".")
+        if field:
+            if section not in SECTIONS:
+                raise KeyError(f"unknown config section {section!r}; valid: {', '.join(SECTIONS)}")
+            valid = [f.name for f in dataclasses.fields(SECTIONS[section])]
+            if field not in valid:
+                raise KeyError(f"unknown key {path!r}; valid keys in [{section}]: {', '.join(valid)}")
+            per_section.setdefault(section, {})[field] = value
+        else:
+            if section not in SECTIONS and section not in TOP_FIELDS:
+                raise KeyError(f"unknown config key {section!r}; valid: "
+                               f"{', '.join([*SECTIONS, *TOP_FIELDS])}")
+            top[section] = value
+    for section, fields in per_section.items():
+        base = top.get(section, getattr(cfg, section))
+        top[section] = dataclasses.replace(base, **fields)
+    return dataclasses.replace(cfg, **top)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool | int | str):
+        return value
+    arr = np.asarray(value)
+    return arr.item() if arr.ndim == 0 else arr.tolist()
+
+
+def to_dict(cfg: CrossbarConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {k: getattr(cfg, k) for k in TOP_FIELDS}
+    for section in SECTIONS:
+        sec = getattr(cfg, section)
+        out[section] = {f.name: _plain(getattr(sec, f.name)) for f in dataclasses.fields(sec)}
+    return out
+
+
+def from_dict(data: Mapping[str, Any], base: CrossbarConfig | None = None) -> CrossbarConfig:
+    """Build a config from nested dicts (as read from TOML); unknown keys are an error.
+
+    A top-level ``preset = "name"`` starts from that preset; the other keys override it.
+    """
+    from jaxcim import presets  # local: presets imports this module
+
+    data = dict(data)
+    preset = data.pop("preset", None)
+    cfg = presets.get(preset) if preset is not None else (base or CrossbarConfig())
+    changes: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in SECTIONS:
+            if not isinstance(value, Mapping):
+                raise TypeError(f"[{key}] must be a table of keys, got {type(value).__name__}")
+            for field, v in value.items():
+                changes[f"{key}.{field}"] = tuple(v) if isinstance(v, list) else v
+        elif key in TOP_FIELDS:
+            changes[key] = value
+        else:
+            raise KeyError(f"unknown config key {key!r}; valid: preset, {', '.join([*SECTIONS, *TOP_FIELDS])}")
+    return replace_path(cfg, changes)
+
+
+def load_config(path: str | Path, *, section: str | None = None) -> CrossbarConfig:
+    """Read a `CrossbarConfig` from a TOML file; unknown keys raise ``KeyError`` listing the valid ones.
+
+    Args:
+      path: the TOML file. Its tables are the config sections (``[device]``, ``[adc]``, ...); a top-level
+        ``preset = "reram-neurram"`` starts from a preset.
+      section: read the config from this table of the file instead of the top level (a study file keeps
+        its crossbar under ``[crossbar]``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path}: not valid TOML: {e}") from None
+    if section is not None:
+        data = data.get(section, {})
+    return from_dict(data)

@@ -1,0 +1,355 @@
+"""The single-instance data path: program a weight matrix onto crossbars, read it with inputs.
+
+``program`` maps weights to target conductances, writes them with the device's noise (one device
+instance: one key), and samples the instance's fixed properties (drift exponents, ADC offset and gain
+errors). ``read`` evolves the conductances to time ``t``, draws read noise, converts inputs with the DAC,
+computes column currents with the circuit model, converts them with the ADC and combines the partial
+sums digitally into ``y ~ x @ w``. ``simulate`` is both.
+
+Every function acts on ONE instance; Monte Carlo is ``jax.vmap`` over keys (see `jaxcim.monte_carlo`).
+The public functions check their arguments eagerly (shapes always; values when they are concrete) and
+then call a jit-compiled implementation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from jaxcim import devices, mapping
+from jaxcim.circuit import array_currents
+from jaxcim.config import CrossbarConfig, is_static_zero
+from jaxcim.converters import adc, dac, input_bit_planes
+from jaxcim.programming import ProgramInfo, write
+
+
+@struct.dataclass
+class CrossbarState:
+    """A programmed crossbar instance (a pytree; vmapped states carry a leading instance axis).
+
+    Attributes:
+      g_pos: programmed conductances of the G+ (or single, for offset mapping) arrays, S,
+        (slices, row_tiles, col_tiles, rows, cols).
+      g_neg: programmed G- arrays (differential), S, same shape; or the reference column (offset),
+        (slices, row_tiles, col_tiles, rows, 1).
+      target_pos, target_neg: the target conductances, S, same shapes.
+      time_pos, time_neg: per-cell time-evolution parameters (PCM drift exponents, ReRAM relaxation
+        draws), or None for devices without time evolution.
+      coeffs: digital weights of the weight slices, (slices,).
+      w_scale: weight value of a full-range conductance difference, () or (out_features,).
+      adc_range: ADC full-scale current per array, A, (slices, row_tiles, col_tiles).
+      adc_offset: ADC offset error per column in LSB, (slices, row_tiles, col_tiles, cols).
+      adc_gain: ADC relative gain error per column, same shape.
+      probe0: all-ones probe read right after programming (global drift compensation reference), A.
+      info: what programming did (`ProgramInfo`, G+ and G- arrays together).
+      in_features, out_features: the weight matrix shape (static).
+    """
+
+    g_pos: jax.Array
+    g_neg: jax.Array
+    target_pos: jax.Array
+    target_neg: jax.Array
+    time_pos: Any
+    time_neg: Any
+    coeffs: jax.Array
+    w_scale: jax.Array
+    adc_range: jax.Array
+    adc_offset: jax.Array
+    adc_gain: jax.Array
+    probe0: jax.Array
+    info: ProgramInfo
+    in_features: int = struct.field(pytree_node=False)
+    out_features: int = struct.field(pytree_node=False)
+
+
+# ----------------------------------------------------------------------------------------- checks
+
+
+def _is_tracer(a) -> bool:
+    return isinstance(a, jax.core.Tracer)
+
+
+def _check_array(name: str, a, ndim: tuple[int, ...]) -> jax.Array:
+    if isinstance(a, CrossbarConfig | CrossbarState):
+        raise TypeError(f"{name} must be an array, got {type(a).__name__} (check the argument order)")
+    if not hasattr(a, "shape"):
+        try:
+            a = np.asarray(a, dtype=float)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be a numeric array, got {type(a).__name__}") from None
+    if a.ndim not in ndim:
+        raise ValueError(f"{name} must have {' or '.join(map(str, ndim))} dimensions, got shape {a.shape}")
+    if not jnp.issubdtype(a.dtype, jnp.floating) and not jnp.issubdtype(a.dtype, jnp.integer):
+        raise TypeError(f"{name} must be a real float array, got dtype {a.dtype}")
+    if not _is_tracer(a) and not bool(np.all(np.isfinite(np.asarray(a)))):
+        raise ValueError(f"{name} contains NaN or inf values")
+    if jnp.issubdtype(a.dtype, jnp.integer):
+        a = jnp.asarray(a, dtype=jnp.result_type(float))
+    return a
+
+
+def _check_cfg(cfg) -> None:
+    if not isinstance(cfg, CrossbarConfig):
+        raise TypeError(f"cfg must be a jaxcim CrossbarConfig (e.g. jc.presets.get('ideal')), "
+                        f"got {type(cfg).__name__}")
+
+
+def _check_key(key) -> None:
+    if key is None:
+        raise TypeError("key is required: a jax.random.key(seed) for this device instance")
+
+
+def _check_t(t) -> None:
+    if not _is_tracer(t):
+        arr = np.asarray(t, dtype=float)
+        if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+            raise ValueError(f"t (seconds since programming) must be finite and >= 0, got {t!r}")
+
+
+def _check_inputs(cfg: CrossbarConfig, x, in_features: int, name: str = "x") -> jax.Array:
+    x = _check_array(name, x, (1, 2))
+    if x.shape[-1] != in_features:
+        raise ValueError(f"{name} has {x.shape[-1]} features in its last axis but the weights have "
+                         f"in_features = {in_features}")
+    if not cfg.dac.signed and not _is_tracer(x) and bool(np.any(np.asarray(x) < 0)):
+        raise ValueError(f"{name} has negative values but dac.signed = false")
+    return x
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+
+def _tile_inputs(cfg: CrossbarConfig, u: jax.Array) -> jax.Array:
+    """(..., in) -> (..., row_tiles, rows), zero padded."""
+    rows = cfg.mapping.rows
+    n_in = u.shape[-1]
+    tr = -(-n_in // rows)
+    u = jnp.pad(u, [(0, 0)] * (u.ndim - 1) + [(0, tr * rows - n_in)])
+    return u.reshape(u.shape[:-1] + (tr, rows))
+
+
+def _raw_currents(cfg: CrossbarConfig, g_pos, g_neg, v):
+    """Analog outputs per array before the ADC: (I_pos - I_neg) for differential, (I_pos, I_neg) for offset."""
+    if cfg.mapping.scheme == "differential":
+        if cfg.circuit.kind == "ideal":
+            return array_currents(cfg.circuit, g_pos - g_neg, v), None
+        return array_currents(cfg.circuit, g_pos, v) - array_currents(cfg.circuit, g_neg, v), None
+    return array_currents(cfg.circuit, g_pos, v), array_currents(cfg.circuit, g_neg, v)
+
+
+def _convert(cfg: CrossbarConfig, state: CrossbarState, i_main, i_ref):
+    """ADC conversion of (batch, slices, row_tiles, col_tiles, cols) currents."""
+    fs = state.adc_range[..., None]
+    main = adc(cfg.adc, i_main, fs, state.adc_offset, state.adc_gain, unipolar=not cfg.dac.signed)
+    if i_ref is None:
+        return main
+    return main - adc(cfg.adc, i_ref, fs, unipolar=not cfg.dac.signed)
+
+
+def _drive_levels(cfg: CrossbarConfig, x):
+    """DAC: inputs -> (levels per cycle (cycles, batch, row_tiles, rows), cycle weights, x_scale)."""
+    u, x_scale = dac(cfg.dac, x)
+    if cfg.dac.bit_serial:
+        planes, weights = input_bit_planes(cfg.dac, u)
+    else:
+        planes, weights = u[None], jnp.ones((1,), u.dtype)
+    return _tile_inputs(cfg, planes), weights, x_scale
+
+
+def _analog(cfg, g_pos, g_neg, levels):
+    """Raw currents for every input cycle: tuple of (cycles, batch, slices, row_tiles, col_tiles, cols)."""
+    v_read = cfg.dac.v_read
+    return jax.lax.map(lambda lv: _raw_currents(cfg, g_pos, g_neg, lv * v_read), levels) \
+        if levels.shape[0] > 1 else jax.tree.map(lambda a: a[None], _raw_currents(cfg, g_pos, g_neg,
+                                                                                    levels[0] * v_read))
+
+
+def _probe(cfg: CrossbarConfig, g_pos, g_neg, in_features: int):
+    """Sum of |output current| for an all-ones input on the ideal circuit (drift compensation probe), A."""
+    ones = _tile_inputs(cfg, jnp.ones((1, in_features), g_pos.dtype)) * cfg.dac.v_read
+    ideal = cfg.replace(**{"circuit.kind": "ideal"})
+    i_main, i_ref = _raw_currents(ideal, g_pos, g_neg, ones)
+    if i_ref is not None:
+        i_main = i_main - i_ref
+    return jnp.sum(jnp.abs(i_main))
+
+
+def _full_scale(cfg: CrossbarConfig, shape, dtype):
+    if cfg.adc.range_mode == "fixed":
+        return jnp.full(shape, cfg.adc.i_max, dtype)
+    return jnp.full(shape, cfg.mapping.rows * cfg.dac.v_read * cfg.device.g_max, dtype)
+
+
+def _calibrate(cfg: CrossbarConfig, g_pos, g_neg, x_calib):
+    """ADC full scale per array from calibration inputs: margin * max |current| (A)."""
+    levels, _, _ = _drive_levels(cfg, x_calib)
+    i_main, i_ref = _analog(cfg, g_pos, g_neg, levels)
+    peak = jnp.max(jnp.abs(i_main), axis=(0, 1, 5))
+    if i_ref is not None:
+        peak = jnp.maximum(peak, jnp.max(jnp.abs(i_ref), axis=(0, 1, 5)))
+    peak = jnp.where(peak > 0, peak, cfg.dac.v_read * cfg.device.g_max)
+    return jax.lax.stop_gradient(peak * cfg.adc.margin)
+
+
+def default_calibration_inputs(cfg: CrossbarConfig, in_features: int, key: jax.Array, n: int = 64):
+    """Inputs used to calibrate the ADC when none are given: n vectors uniform in [-1, 1] ([0, 1] unsigned)."""
+    lo = -1.0 if cfg.dac.signed else 0.0
+    return jax.random.uniform(key, (n, in_features), minval=lo, maxval=1.0)
+
+
+# ----------------------------------------------------------------------------------------- program
+
+
+@jax.jit
+def _program(cfg: CrossbarConfig, w, key, x_calib, scale):
+    k_pos, k_neg, k_tpos, k_tneg, k_adc, k_cal = jax.random.split(key, 6)
+    t_pos, t_neg, coeffs, w_scale = mapping.conductance_targets(cfg, w, scale)
+    g_pos, info_pos = write(cfg, t_pos, k_pos)
+    g_neg, info_neg = write(cfg, t_neg, k_neg)
+    n_pos, n_neg = t_pos.size, t_neg.size
+    info = jax.tree.map(lambda a, b: (a * n_pos + b * n_neg) / (n_pos + n_neg), info_pos, info_neg)
+    info = info.replace(iterations=jnp.maximum(info_pos.iterations, info_neg.iterations))
+    dev = cfg.device
+    time_pos = devices.sample_time_params(dev, k_tpos, t_pos)
+    time_neg = devices.sample_time_params(dev, k_tneg, t_neg)
+    arrays = g_pos.shape[:3]
+    cols = g_pos.shape[-1]
+    k_off, k_gain = jax.random.split(k_adc)
+    adc_offset = jnp.zeros(arrays + (cols,), g_pos.dtype)
+    adc_gain = jnp.zeros(arrays + (cols,), g_pos.dtype)
+    if not is_static_zero(cfg.adc.offset_sigma):
+        adc_offset = cfg.adc.offset_sigma * jax.random.normal(k_off, adc_offset.shape, g_pos.dtype)
+    if not is_static_zero(cfg.adc.gain_sigma):
+        adc_gain = cfg.adc.gain_sigma * jax.random.normal(k_gain, adc_gain.shape, g_pos.dtype)
+    if cfg.adc.range_mode == "calibrated":
+        if x_calib is None:
+            x_calib = default_calibration_inputs(cfg, w.shape[0], k_cal).astype(g_pos.dtype)
+        adc_range = _calibrate(cfg, g_pos, g_neg, x_calib)
+    else:
+        adc_range = _full_scale(cfg, arrays, g_pos.dtype)
+    return CrossbarState(
+        g_pos=g_pos, g_neg=g_neg, target_pos=t_pos, target_neg=t_neg, time_pos=time_pos, time_neg=time_neg,
+        coeffs=coeffs, w_scale=w_scale, adc_range=adc_range, adc_offset=adc_offset, adc_gain=adc_gain,
+        probe0=jax.lax.stop_gradient(_probe(cfg, g_pos, g_neg, w.shape[0])), info=info,
+        in_features=w.shape[0], out_features=w.shape[1],
+    )
+
+
+def program(
+    cfg: CrossbarConfig, w: jax.Array, *, key: jax.Array, x_calib: jax.Array | None = None,
+    scale: jax.Array | None = None,
+) -> CrossbarState:
+    """Program a weight matrix onto crossbar arrays: one device instance.
+
+    Args:
+      cfg: the crossbar config (e.g. ``jc.presets.get("reram-neurram")``).
+      w: weights, (in_features, out_features), float. ``y ~ x @ w`` when read.
+      key: ``jax.random.key`` of this device instance (programming noise, faults, drift exponents, ADC
+        offset/gain errors all derive from it).
+      x_calib: inputs (n, in_features) to calibrate the ADC range on (``adc.range_mode="calibrated"``);
+        default: 64 random full-scale input vectors.
+      scale: weight-to-conductance scale, () or (out_features,); default max |w| per tensor or column.
+
+    Returns:
+      The programmed `CrossbarState`.
+    """
+    _check_cfg(cfg)
+    _check_key(key)
+    w = _check_array("w", w, (2,))
+    if x_calib is not None:
+        x_calib = _check_inputs(cfg, x_calib, w.shape[0], "x_calib")
+        x_calib = jnp.atleast_2d(x_calib).astype(w.dtype)
+    if scale is not None:
+        scale = _check_array("scale", scale, (0, 1))
+    return _program(cfg, w, key, x_calib, scale)
+
+
+# ----------------------------------------------------------------------------------------- read
+
+
+def conductances_at(cfg: CrossbarConfig, state: CrossbarState, t) -> tuple[jax.Array, jax.Array]:
+    """The (G+, G-) conductances of a programmed instance t seconds after programming (no read noise), S."""
+    dev = cfg.device
+    g_pos = devices.at_time(dev, state.g_pos, state.target_pos, state.time_pos, t)
+    g_neg = devices.at_time(dev, state.g_neg, state.target_neg, state.time_neg, t)
+    return g_pos, g_neg
+
+
+@jax.jit
+def _read(cfg: CrossbarConfig, state: CrossbarState, x, key, t):
+    dev = cfg.device
+    squeeze = x.ndim == 1
+    x = jnp.atleast_2d(x)
+    g_pos, g_neg = conductances_at(cfg, state, t)
+    k_pos, k_neg = jax.random.split(key)
+    if dev.model != "ideal" and not is_static_zero(dev.read_noise_scale):
+        s_pos = devices.read_sigma(dev, g_pos, state.target_pos, t)
+        s_neg = devices.read_sigma(dev, g_neg, state.target_neg, t)
+        g_pos = g_pos + s_pos * jax.random.normal(k_pos, g_pos.shape, g_pos.dtype)
+        g_neg = g_neg + s_neg * jax.random.normal(k_neg, g_neg.shape, g_neg.dtype)
+    levels, cycle_w, x_scale = _drive_levels(cfg, x)
+    i_main, i_ref = _analog(cfg, g_pos, g_neg, levels)
+    digital = jax.vmap(lambda a, b: _convert(cfg, state, a, b))(i_main, i_ref) if i_ref is not None else \
+        jax.vmap(lambda a: _convert(cfg, state, a, None))(i_main)
+    # shift-and-add over input cycles and weight slices, sum of row-tile partial sums
+    acc = jnp.einsum("k,s,kbstcj->bcj", cycle_w, state.coeffs, digital, precision=jax.lax.Precision.HIGHEST)
+    y = mapping.from_tiles(cfg.mapping, acc, state.out_features)
+    y = y / (cfg.dac.v_read * mapping.conductance_unit(cfg)) * x_scale * state.w_scale
+    if cfg.drift_compensation:
+        y = y * state.probe0 / _probe(cfg, g_pos, g_neg, state.in_features)
+    return y[0] if squeeze else y
+
+
+def read(cfg: CrossbarConfig, state: CrossbarState, x: jax.Array, *, key: jax.Array, t=0.0) -> jax.Array:
+    """Read a programmed instance: one analog matrix-vector product per input vector.
+
+    Args:
+      cfg: the config ``state`` was programmed with.
+      state: from `program`.
+      x: inputs, (batch, in_features) or (in_features,).
+      key: key of this read (read noise). One call is one read event: the batch shares its read-noise
+        draw, as in aihwkit's inference noise model; vmap over keys for independent reads.
+      t: time since programming, s (drift, relaxation and 1/f read noise depend on it).
+
+    Returns:
+      y ~ x @ w, (batch, out_features) or (out_features,).
+    """
+    _check_cfg(cfg)
+    _check_key(key)
+    if not isinstance(state, CrossbarState):
+        raise TypeError(f"state must be a CrossbarState from jc.program, got {type(state).__name__}")
+    x = _check_inputs(cfg, x, state.in_features)
+    _check_t(t)
+    return _read(cfg, state, x.astype(state.g_pos.dtype), key, jnp.asarray(t, state.g_pos.dtype))
+
+
+def simulate(
+    cfg: CrossbarConfig, w: jax.Array, x: jax.Array, *, key: jax.Array, t=0.0,
+    x_calib: jax.Array | None = None, scale: jax.Array | None = None,
+) -> jax.Array:
+    """Program ``w`` and read it with ``x``: y ~ x @ w for one device instance.
+
+    Args:
+      cfg: crossbar config. w: (in_features, out_features). x: (batch, in_features) or (in_features,).
+      key: key of this instance (split into a programming key and a read key).
+      t: time since programming, s.
+      x_calib: ADC calibration inputs; default ``x`` itself when ``adc.range_mode="calibrated"``.
+      scale: weight scale, see `program`.
+
+    Returns:
+      (batch, out_features) or (out_features,).
+    """
+    _check_cfg(cfg)
+    _check_key(key)
+    w = _check_array("w", w, (2,))
+    x = _check_inputs(cfg, x, w.shape[0])
+    if x_calib is None and cfg.adc.range_mode == "calibrated":
+        x_calib = x
+    k_prog, k_read = jax.random.split(key)
+    state = program(cfg, w, key=k_prog, x_calib=x_calib, scale=scale)
+    return read(cfg, state, x, key=k_read, t=t)
+
