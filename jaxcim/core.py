@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxcim import devices, mapping
+from jaxcim import devices, mapping, rng
 from jaxcim.circuit import array_currents
 from jaxcim.config import CrossbarConfig, is_static_zero
 from jaxcim.converters import adc, dac, input_bit_planes
@@ -222,9 +222,9 @@ def _program(cfg: CrossbarConfig, w, key, x_calib, scale):
     adc_offset = jnp.zeros(arrays + (cols,), g_pos.dtype)
     adc_gain = jnp.zeros(arrays + (cols,), g_pos.dtype)
     if not is_static_zero(cfg.adc.offset_sigma):
-        adc_offset = cfg.adc.offset_sigma * jax.random.normal(k_off, adc_offset.shape, g_pos.dtype)
+        adc_offset = cfg.adc.offset_sigma * rng.normal(k_off, adc_offset.shape, g_pos.dtype)
     if not is_static_zero(cfg.adc.gain_sigma):
-        adc_gain = cfg.adc.gain_sigma * jax.random.normal(k_gain, adc_gain.shape, g_pos.dtype)
+        adc_gain = cfg.adc.gain_sigma * rng.normal(k_gain, adc_gain.shape, g_pos.dtype)
     if cfg.adc.range_mode == "calibrated":
         if x_calib is None:
             x_calib = default_calibration_inputs(cfg, w.shape[0], k_cal).astype(g_pos.dtype)
@@ -289,8 +289,8 @@ def _read(cfg: CrossbarConfig, state: CrossbarState, x, key, t):
     if dev.model != "ideal" and not is_static_zero(dev.read_noise_scale):
         s_pos = devices.read_sigma(dev, g_pos, state.target_pos, t)
         s_neg = devices.read_sigma(dev, g_neg, state.target_neg, t)
-        g_pos = g_pos + s_pos * jax.random.normal(k_pos, g_pos.shape, g_pos.dtype)
-        g_neg = g_neg + s_neg * jax.random.normal(k_neg, g_neg.shape, g_neg.dtype)
+        g_pos = g_pos + s_pos * rng.normal(k_pos, g_pos.shape, g_pos.dtype)
+        g_neg = g_neg + s_neg * rng.normal(k_neg, g_neg.shape, g_neg.dtype)
     levels, cycle_w, x_scale = _drive_levels(cfg, x)
     i_main, i_ref = _analog(cfg, g_pos, g_neg, levels)
     digital = jax.vmap(lambda a, b: _convert(cfg, state, a, b))(i_main, i_ref) if i_ref is not None else \

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxcim import devices
+from jaxcim import devices, rng
 from jaxcim.config import CrossbarConfig, is_static_zero
 
 
@@ -49,19 +49,19 @@ def write(cfg: CrossbarConfig, g_target: jax.Array, key: jax.Array) -> tuple[jax
     g_target = devices.quantize_levels(dev, g_target)
     if not is_static_zero(dev.range_spread):
         top = dev.g_min + (dev.g_max - dev.g_min) * (
-            1.0 + dev.range_spread * jax.random.normal(k_spread, g_target.shape, g_target.dtype))
+            1.0 + dev.range_spread * rng.normal(k_spread, g_target.shape, g_target.dtype))
         g_target = jnp.minimum(g_target, jnp.maximum(top, dev.g_min))
     mean = devices.programming_mean(dev, g_target)
     sigma = devices.programming_sigma(dev, g_target)
     sg_t, sg_mean, sg_sigma = (jax.lax.stop_gradient(a) for a in (g_target, mean, sigma))
 
     def one_write(k):
-        return sg_t + sg_mean + sg_sigma * jax.random.normal(k, g_target.shape, g_target.dtype)
+        return sg_t + sg_mean + sg_sigma * rng.normal(k, g_target.shape, g_target.dtype)
 
     if is_static_zero(dev.stuck_off_rate) and is_static_zero(dev.stuck_on_rate):
         stuck_off = stuck_on = stuck = jnp.zeros(g_target.shape, bool)
     else:
-        u = jax.random.uniform(k_stuck, g_target.shape, g_target.dtype)
+        u = rng.uniform(k_stuck, g_target.shape, g_target.dtype)
         stuck_off = u < dev.stuck_off_rate
         stuck_on = u >= 1.0 - dev.stuck_on_rate
         stuck = stuck_off | stuck_on

@@ -14,6 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxcim import rng
 from jaxcim.config import DeviceConfig
 from jaxcim.devices import custom, pcm, reram
 from jaxcim.devices.custom import fit_custom, poly
@@ -52,10 +53,10 @@ def sample_time_params(dev: DeviceConfig, key: jax.Array, g_target: jax.Array) -
     """
     if dev.model == "pcm-ibm":
         mu, s = pcm.drift_nu_stats(g_target, dev.g_max)
-        nu = mu + s * jax.random.normal(key, g_target.shape, g_target.dtype)
+        nu = mu + s * rng.normal(key, g_target.shape, g_target.dtype)
         return jax.lax.stop_gradient(jnp.maximum(nu, 0.0))
     if dev.model == "reram-wan2022":
-        return jax.random.normal(key, g_target.shape, g_target.dtype)
+        return rng.normal(key, g_target.shape, g_target.dtype)
     return None
 
 
