@@ -234,7 +234,7 @@ def _program(cfg: CrossbarConfig, w, key, x_calib, scale):
     return CrossbarState(
         g_pos=g_pos, g_neg=g_neg, target_pos=t_pos, target_neg=t_neg, time_pos=time_pos, time_neg=time_neg,
         coeffs=coeffs, w_scale=w_scale, adc_range=adc_range, adc_offset=adc_offset, adc_gain=adc_gain,
-        probe0=jax.lax.stop_gradient(_probe(cfg, g_pos, g_neg, w.shape[0])), info=info,
+        probe0=_probe(cfg, g_pos, g_neg, w.shape[0]), info=info,
         in_features=w.shape[0], out_features=w.shape[1],
     )
 

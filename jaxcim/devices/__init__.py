@@ -54,7 +54,7 @@ def sample_time_params(dev: DeviceConfig, key: jax.Array, g_target: jax.Array) -
     if dev.model == "pcm-ibm":
         mu, s = pcm.drift_nu_stats(g_target, dev.g_max)
         nu = mu + s * rng.normal(key, g_target.shape, g_target.dtype)
-        return jax.lax.stop_gradient(jnp.maximum(nu, 0.0))
+        return jnp.maximum(nu, 0.0)
     if dev.model == "reram-wan2022":
         return rng.normal(key, g_target.shape, g_target.dtype)
     return None

@@ -1,0 +1,85 @@
+"""Configs: presets, TOML round trip, validation messages naming the field."""
+
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import jaxcim as jc
+
+
+def test_preset_names_and_unknown_preset_lists_valid():
+    assert jc.presets.names() == ["ideal", "pcm-ibm", "reram-neurram"]
+    with pytest.raises(ValueError, match="valid presets: ideal, pcm-ibm, reram-neurram"):
+        jc.presets.get("rram")
+
+
+def test_presets_carry_published_ranges():
+    assert jc.presets.get("pcm-ibm").device.g_max == 25e-6
+    assert jc.presets.get("reram-neurram").device.g_max == 40e-6
+    assert jc.presets.get("reram-neurram").mapping.rows == 256
+
+
+def test_replace_dotted_and_errors():
+    cfg = jc.presets.get("reram-neurram")
+    new = cfg.replace(**{"adc.bits": 6, "device.g_max": 30e-6})
+    assert new.adc.bits == 6 and new.device.g_max == 30e-6 and cfg.adc.bits == 8
+    with pytest.raises(KeyError, match="valid keys in \\[adc\\]"):
+        cfg.replace(**{"adc.bitz": 6})
+
+
+@pytest.mark.parametrize(("changes", "exc", "fragment"), [
+    ({"device.g_min": 50e-6}, ValueError, "device.g_min must be < device.g_max"),
+    ({"device.g_min": -1e-6}, ValueError, "device.g_min must be in"),
+    ({"device.g_max": float("nan")}, ValueError, "device.g_max must be finite"),
+    ({"adc.bits": -1}, ValueError, "adc.bits must be an integer >= 0"),
+    ({"adc.bits": 1}, ValueError, "adc.bits must be 0"),
+    ({"dac.bits": 2.5}, TypeError, "dac.bits must be an integer"),
+    ({"device.model": "mram"}, ValueError, "device.model must be one of"),
+    ({"device.stuck_off_rate": 1.5}, ValueError, "device.stuck_off_rate must be in"),
+    ({"circuit.r_row": -2.0}, ValueError, "circuit.r_row must be in"),
+    ({"mapping.slices": 3, "mapping.weight_bits": 8}, ValueError, "multiple of"),
+    ({"device.levels": 1}, ValueError, "device.levels must be an integer >= 2"),
+])
+def test_bad_values_name_the_field(changes, exc, fragment):
+    with pytest.raises(exc, match=fragment):
+        jc.presets.get("reram-neurram").replace(**changes)
+
+
+def test_toml_round_trip_and_unknown_key(tmp_path):
+    p = tmp_path / "study.toml"
+    p.write_text(textwrap.dedent("""
+        preset = "reram-neurram"
+        [adc]
+        bits = 6
+        [device]
+        stuck_off_rate = 0.01
+        [circuit]
+        kind = "ir_drop"
+        r_row = 2.0
+    """))
+    cfg = jc.load_config(p)
+    assert cfg.adc.bits == 6 and cfg.device.stuck_off_rate == 0.01 and cfg.circuit.kind == "ir_drop"
+    assert cfg.device.model == "reram-wan2022" and cfg.dac.bits == 8
+    assert jc.config.from_dict(cfg.to_dict()) == cfg
+    p.write_text("[adc]\nbitz = 3\n")
+    with pytest.raises(KeyError, match="valid keys in \\[adc\\]: bits"):
+        jc.load_config(p)
+    p.write_text("[adcc]\nbits = 3\n")
+    with pytest.raises(KeyError, match="unknown config key 'adcc'"):
+        jc.load_config(p)
+    p.write_text("[adc\nbits = 3\n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        jc.load_config(p)
+    with pytest.raises(FileNotFoundError):
+        jc.load_config(tmp_path / "missing.toml")
+
+
+def test_config_is_a_pytree_with_leaves_and_static_fields():
+    cfg = jc.presets.get("reram-neurram")
+    leaves = jax.tree.leaves(cfg)
+    assert 40e-6 in leaves and 8 not in [v for v in leaves if isinstance(v, int)]
+    # leaves can be vmapped: a sweep over g_max in one compiled call
+    f = jax.vmap(lambda g: cfg.replace(**{"device.g_max": g}).device.g_max * 2)
+    assert f(jnp.asarray([1.0, 2.0])).tolist() == [2.0, 4.0]
