@@ -12,6 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxcim.circuit.ir_drop import IRDropSolution, column_currents, solve, transfer_matrix
 from jaxcim.config import CircuitConfig
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -43,8 +44,6 @@ def array_currents(circuit: CircuitConfig, g: jax.Array, v: jax.Array) -> jax.Ar
     """
     if circuit.kind == "ideal":
         return jnp.einsum("btr,stcrk->bstck", v, g, precision=HIGHEST)
-    from jaxcim.circuit.ir_drop import column_currents
-
     def one(g_arr, v_arr):  # (rows, cols), (batch, rows) -> (batch, cols)
         v0 = circuit.v0 if circuit.nonlinear else None
         return column_currents(g_arr, v_arr, r_row=circuit.r_row, r_col=circuit.r_col, v0=v0,
@@ -56,4 +55,4 @@ def array_currents(circuit: CircuitConfig, g: jax.Array, v: jax.Array) -> jax.Ar
     return per_slice(g, v)
 
 
-__all__ = ["array_currents", "ideal_currents"]
+__all__ = ["IRDropSolution", "array_currents", "column_currents", "ideal_currents", "solve", "transfer_matrix"]
