@@ -1,0 +1,543 @@
+"""Study files and the long-running Monte Carlo job behind ``jaxcim run``.
+
+A study file is TOML: study keys at the top level and the crossbar under ``[crossbar]`` (read with
+`jaxcim.config.load_config`)::
+
+    study = "mvm"              # the study type (dispatch key; "mvm" is the default)
+    name = "my-study"
+    instances = 1000           # device instances
+    times = [1.0, 3600.0]      # read times after programming, s
+    batch = 64                 # input vectors, uniform in [-1, 1] ([0, 1] for unsigned DACs)
+    seed = 0
+    weights = "gaussian"       # N(0, 1/in_features) weights drawn from the seed, or a .npy path
+    in_features = 256          # shape of gaussian weights
+    out_features = 256
+    memory_budget = 1e9        # working memory per chunk, bytes
+    chunk_size = 0             # instances per chunk (0: from memory_budget)
+    [crossbar]
+    preset = "pcm-ibm"
+
+`run_mvm` runs it chunk by chunk (`jaxcim.montecarlo.iter_chunks`) with a progress bar, checkpoints each
+chunk atomically (write to a temporary file, then ``os.replace``) in ``<out>/checkpoint``, and on
+``resume`` continues after the last complete chunk, with the same chunk size, so a resumed study gives
+bit-for-bit the results of an uninterrupted one. New study types register in `STUDY_TYPES`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class StudyError(ValueError):
+    """A mistake in a study file or command line: reported in one line, exit status 2."""
+
+
+@dataclass(frozen=True)
+class StudyType:
+    """A kind of study: its keys with defaults, the function that validates them (``check(study, folder)``,
+    raising `StudyError`) and the one that runs it (``run(study, cfg, out, resume=..., log=...)`` -> results
+    as a JSON-able dict, see `run_mvm`) and the one that formats those results as a table."""
+
+    defaults: Mapping[str, Any]
+    run: Callable[..., dict[str, Any]]
+    check: Callable[[dict[str, Any], Path | None], dict[str, Any]] | None = None
+    table: Callable[[Mapping[str, Any]], str] | None = None
+
+
+MVM_DEFAULTS: dict[str, Any] = {
+    "study": "mvm", "name": "study", "instances": 256, "times": [0.0], "batch": 64, "seed": 0,
+    "weights": "gaussian", "in_features": 256, "out_features": 256, "memory_budget": 1 << 30, "chunk_size": 0,
+}
+
+STUDY_TYPES: dict[str, StudyType] = {}  # filled below; other modules add theirs (e.g. "classifier")
+
+
+DEFAULT_STUDY = "classifier"
+"""The study ``jaxcim run`` runs without arguments: a digits classifier on NeuRRAM-like ReRAM crossbars."""
+
+
+def embedded_studies() -> list[str]:
+    """Names of the studies shipped with jaxcim (``jaxcim run NAME``): `jaxcim/studies/NAME.toml`."""
+    return sorted(p.name[:-5] for p in resources.files("jaxcim").joinpath("studies").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def embedded_study_path(name: str) -> Path:
+    """The file of an embedded study (`embedded_studies`)."""
+    return Path(str(resources.files("jaxcim") / "studies" / f"{name}.toml"))
+
+
+def default_study_path() -> Path:
+    """The embedded default study (`jaxcim/studies/classifier.toml`)."""
+    return embedded_study_path(DEFAULT_STUDY)
+
+
+def resolve_study(path: str | Path | None) -> Path:
+    """A study file: ``path`` itself if it exists, else the embedded study of that name, else StudyError."""
+    if path is None:
+        return default_study_path()
+    p = Path(path)
+    if not p.is_file() and p.suffix == "" and str(p) in embedded_studies():
+        return embedded_study_path(str(p))
+    if not p.is_file():
+        raise StudyError(f"study file not found: {p} (embedded studies: {', '.join(embedded_studies())})")
+    return p
+
+
+# ----------------------------------------------------------------------------------------- parsing
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise StudyError(f"study file not found: {p}")
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise StudyError(f"{p}: not valid TOML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise StudyError(f"{p}: cannot read: {e}") from None
+
+
+def _crossbar(data: Mapping[str, Any], where: str):
+    from jaxcim.config import from_dict
+
+    table = data.get("crossbar", {})
+    if not isinstance(table, Mapping):
+        raise StudyError(f"{where}: [crossbar] must be a table")
+    try:
+        return from_dict(table)
+    except KeyError as e:
+        raise StudyError(f"{where}: [crossbar]: {e.args[0]}") from None
+    except (TypeError, ValueError) as e:
+        raise StudyError(f"{where}: [crossbar]: {e}") from None
+
+
+def _number(name: str, value: Any, lo: float, *, integer: bool = False, lo_open: bool = False) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise StudyError(f"{name} must be a number, got {value!r}")
+    if integer and (not float(value).is_integer()):
+        raise StudyError(f"{name} must be an integer, got {value!r}")
+    if not math.isfinite(value) or value < lo or (lo_open and value == lo):
+        raise StudyError(f"{name} must be {'>' if lo_open else '>='} {lo:g}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def check_mvm(study: dict[str, Any], base: Path | None = None) -> dict[str, Any]:
+    """Validate and normalize the keys of an "mvm" study (ranges, types, the weights file)."""
+    s = dict(study)
+    s["instances"] = _number("instances", s["instances"], 1, integer=True)
+    s["batch"] = _number("batch", s["batch"], 1, integer=True)
+    s["seed"] = _number("seed", s["seed"], 0, integer=True)
+    s["in_features"] = _number("in_features", s["in_features"], 1, integer=True)
+    s["out_features"] = _number("out_features", s["out_features"], 1, integer=True)
+    s["memory_budget"] = _number("memory_budget", s["memory_budget"], 0, lo_open=True)
+    s["chunk_size"] = _number("chunk_size", s["chunk_size"], 0, integer=True)
+    times = s["times"]
+    if isinstance(times, int | float) and not isinstance(times, bool):
+        times = [times]
+    if not isinstance(times, list | tuple) or not times:
+        raise StudyError(f"times must be a non-empty list of seconds, got {times!r}")
+    s["times"] = [_number("times", t, 0.0) for t in times]
+    if not isinstance(s["name"], str):
+        raise StudyError(f"name must be a string, got {s['name']!r}")
+    weights = s["weights"]
+    if not isinstance(weights, str):
+        raise StudyError(f"weights must be \"gaussian\" or the path of a .npy file, got {weights!r}")
+    if weights != "gaussian":
+        p = Path(weights)
+        if not p.is_absolute() and base is not None:
+            p = base / p
+        if not p.is_file():
+            raise StudyError(f"weights file not found: {p}")
+        s["weights"] = str(p)
+    return s
+
+
+def load_study(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None):
+    """Read a study file (default: the embedded one) and apply command-line overrides.
+
+    Returns:
+      (study, cfg): the study keys (all of them, defaults filled in, validated) and the `CrossbarConfig`.
+
+    Raises:
+      StudyError: missing/bad file, unknown key (the message lists the valid ones), out-of-range value.
+    """
+    path = resolve_study(path)
+    data = read_toml(path)
+    kind = data.get("study", "mvm")
+    if kind not in STUDY_TYPES:
+        raise StudyError(f"{path}: unknown study type {kind!r}; valid: {', '.join(sorted(STUDY_TYPES))}")
+    stype = STUDY_TYPES[kind]
+    study = dict(stype.defaults)
+    for key, value in data.items():
+        if key == "crossbar":
+            continue
+        if key not in stype.defaults:
+            raise StudyError(f"{path}: unknown key {key!r}; valid keys: crossbar, {', '.join(stype.defaults)}")
+        study[key] = value
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in stype.defaults:
+            raise StudyError(f"--{key.replace('_', '-')} does not apply to a {kind!r} study")
+        study[key] = value
+    cfg = _crossbar(data, str(path))
+    if stype.check is not None:
+        study = stype.check(study, path.parent)
+    return study, cfg
+
+
+# ----------------------------------------------------------------------------------------- files
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file so that it is either complete or absent, even if the process is killed."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+
+
+def atomic_write_npz(path: Path, **arrays: np.ndarray) -> None:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if hasattr(o, "__array__"):
+        return np.asarray(o).tolist()
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def prepare_output(out: str | Path) -> Path:
+    """Create the output folder and check that it is writable (StudyError otherwise)."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise StudyError(f"output folder {out} is not writable: {e.strerror or e}") from None
+    return out
+
+
+# ----------------------------------------------------------------------------------------- data
+
+
+def mvm_data(study: Mapping[str, Any], signed: bool = True):
+    """(weights (in, out), inputs (batch, in), Monte Carlo key) of an "mvm" study, all from its seed."""
+    import jax
+
+    k_w, k_x, k_mc = jax.random.split(jax.random.key(study["seed"]), 3)
+    if study["weights"] == "gaussian":
+        n_in, n_out = study["in_features"], study["out_features"]
+        w = jax.random.normal(k_w, (n_in, n_out)) / math.sqrt(n_in)
+    else:
+        try:
+            w = np.load(study["weights"], allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise StudyError(f"weights file {study['weights']}: cannot read as .npy: {e}") from None
+        if w.ndim != 2 or not np.issubdtype(w.dtype, np.number) or not np.all(np.isfinite(w)):
+            raise StudyError(f"weights file {study['weights']}: must be a finite 2-d numeric array "
+                             f"(in_features, out_features), got shape {w.shape} dtype {w.dtype}")
+        w = jax.numpy.asarray(w, dtype=jax.numpy.float32)
+    lo = -1.0 if signed else 0.0
+    x = jax.random.uniform(k_x, (study["batch"], w.shape[0]), minval=lo, maxval=1.0)
+    return w, x, k_mc
+
+
+def fingerprint(study: Mapping[str, Any], cfg, w, mapping: Any = None) -> str:
+    """Hash of everything that determines per-instance results (not the instance count or chunking)."""
+    keep = {k: v for k, v in study.items() if k not in ("instances", "memory_budget", "chunk_size", "name")}
+    h = hashlib.sha256(json.dumps({"study": keep, "crossbar": cfg.to_dict()}, sort_keys=True,
+                                  default=_json_default).encode())
+    h.update(np.ascontiguousarray(np.asarray(w)).tobytes())
+    if mapping is not None:
+        import jax
+
+        for leaf in jax.tree.leaves(mapping):
+            h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------- progress
+
+
+class Progress:
+    """tqdm bar over instances on a terminal; plain log lines (about every 5 s and at the end) otherwise."""
+
+    def __init__(self, total: int, done: int = 0, desc: str = "instances", stream=None):
+        self.total, self.done, self.start_done = total, done, done
+        self.stream = stream or sys.stderr
+        self.t0 = self.last = time.perf_counter()
+        self.bar = None
+        if getattr(self.stream, "isatty", lambda: False)():
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, initial=done, desc=desc, unit="inst", file=self.stream)
+            except ImportError:
+                pass
+
+    def update(self, k: int) -> None:
+        self.done += k
+        if self.bar is not None:
+            self.bar.update(k)
+            return
+        now = time.perf_counter()
+        if now - self.last >= 5.0 or self.done >= self.total:
+            self.last = now
+            rate = (self.done - self.start_done) / max(now - self.t0, 1e-9)
+            eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+            print(f"instances {self.done}/{self.total} ({100 * self.done / self.total:.0f}%), {rate:.1f} inst/s, "
+                  f"ETA {eta:.0f} s", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ----------------------------------------------------------------------------------------- the job
+
+
+def _load_checkpoint(ckpt: Path, fp: str, log) -> tuple[int | None, int, list[dict[str, np.ndarray]]]:
+    """(chunk size, instances done, chunk results) of a checkpoint with fingerprint ``fp``."""
+    state_file = ckpt / "state.json"
+    if not state_file.is_file():
+        log("no checkpoint found: starting from the first instance")
+        return None, 0, []
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError) as e:
+        raise StudyError(f"checkpoint {state_file} is unreadable ({e}); run without --resume to start over") from None
+    if state.get("fingerprint") != fp:
+        raise StudyError(f"--resume: the study in {ckpt.parent} was run with a different configuration "
+                         "(crossbar, times, batch, seed or weights); run without --resume to start over, "
+                         "or choose another --out folder")
+    parts, done = [], 0
+    files = sorted(ckpt.glob("chunk_*.npz"))
+    for f in files:
+        first, stop = (int(v) for v in f.stem.split("_")[1:3])
+        if first != done:
+            break
+        with np.load(f) as z:
+            parts.append({k: z[k] for k in z.files})
+        done = stop
+    return int(state["chunk_size"]), done, parts
+
+
+def run_mvm(study: dict[str, Any], cfg, out: str | Path, *, resume: bool = False, log=None,
+            progress: bool = True, mapping: Any = None) -> dict[str, Any]:
+    """Run an "mvm" study: relative MVM error across device instances at each read time.
+
+    Args:
+      study: validated study keys (`load_study`). cfg: the crossbar config.
+      out: output folder: results.json, instances.npz, plots, checkpoint/.
+      resume: continue a checkpointed run of the same study (StudyError if its configuration differs).
+      log: a ``print``-like function for messages (default: stderr).
+      progress: show a progress bar / progress lines.
+      mapping: a learned mapping (`jaxcim.load_mapping`) to program the weights with; None: the plain one.
+
+    Returns:
+      the content of results.json.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    import jaxcim
+    from jaxcim import montecarlo as mc
+
+    log = log or (lambda *a: print(*a, file=sys.stderr, flush=True))
+    out = prepare_output(out)
+    ckpt = out / "checkpoint"
+    w, x, key = mvm_data(study, cfg.dac.signed)
+    times = study["times"]
+    n = study["instances"]
+    if mapping is not None:
+        mapping.check(cfg, w.shape)
+    fp = fingerprint(study, cfg, w, mapping)
+    reference = jnp.matmul(x, w, precision=jax.lax.Precision.HIGHEST)
+
+    chunk_size, done, parts = None, 0, []
+    if resume:
+        chunk_size, done, parts = _load_checkpoint(ckpt, fp, log)
+        if done:
+            log(f"resuming after {done} of {n} instances")
+    if not resume or chunk_size is None:
+        shutil.rmtree(ckpt, ignore_errors=True)
+    ckpt.mkdir(exist_ok=True)
+    mesh = mc.default_mesh()
+    if chunk_size is None:
+        chunk_size = study["chunk_size"] or mc.chunk_size_for(
+            study["memory_budget"], mc.instance_bytes(cfg, w.shape[0], w.shape[1], x.shape[0], len(times)), n,
+            mesh.devices.size)
+        chunk_size = -(-chunk_size // mesh.devices.size) * mesh.devices.size
+    atomic_write_json(ckpt / "state.json", {"fingerprint": fp, "chunk_size": chunk_size})
+
+    # Baseline: noise-free devices (programming, drift, read noise off): the error of the converters alone.
+    # Same leaves-only change, times and chunk size: it reuses the study's compiled chunk.
+    quiet = cfg.replace(**{"device.prog_noise_scale": 0.0, "device.read_noise_scale": 0.0, "device.drift_scale": 0.0})
+    (_, _, base), = mc.iter_chunks(quiet, w, x, key=key, n=1, times=times, reduce=mc._error_stats, aux=reference,
+                                   mapping=mapping, chunk_size=chunk_size, mesh=mesh)
+    baseline = float(np.asarray(base["rel_error"])[0, 0])
+
+    bar = Progress(n, done) if progress else None
+    t_start = time.perf_counter()
+    t_first = None
+    ran = 0
+    for first, stop, res in mc.iter_chunks(cfg, w, x, key=key, n=n, times=times, reduce=mc._error_stats,
+                                           aux=reference, mapping=mapping, start=done, chunk_size=chunk_size,
+                                           mesh=mesh):
+        res = {k: np.asarray(v) for k, v in res.items()}
+        if t_first is None:
+            t_first = time.perf_counter() - t_start
+        atomic_write_npz(ckpt / f"chunk_{first:010d}_{stop:010d}.npz", **res)
+        parts.append(res)
+        ran += stop - first
+        if bar is not None:
+            bar.update(stop - first)
+    if bar is not None:
+        bar.close()
+    elapsed = time.perf_counter() - t_start
+    errors = {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}
+    stats = {k: np.asarray(v) for k, v in mc.summarize_errors({k: jnp.asarray(v) for k, v in errors.items()}).items()}
+    atomic_write_npz(out / "instances.npz", times=np.asarray(times), **errors)
+
+    per_time = [{"t": t, **{k: float(stats[k][i]) for k in ("mean", "std", "min", "p5", "p50", "p95", "max")}}
+                for i, t in enumerate(times)]
+    results = {
+        "study": study, "crossbar": cfg.to_dict(), "fingerprint": fp, "learned_mapping": mapping is not None,
+        "versions": {"jaxcim": jaxcim.__version__, "jax": jax.__version__, "numpy": np.__version__,
+                     "python": platform.python_version()},
+        "device": {"platform": jax.default_backend(), "kind": jax.devices()[0].device_kind,
+                   "count": len(jax.devices()), "processes": jax.process_count()},
+        "timings": {"chunk_size": chunk_size, "instances_run": ran, "resumed_from": done,
+                    "first_chunk_s_incl_compile": t_first, "total_s": elapsed,
+                    "instances_per_s": ran / elapsed if ran else None},
+        "baseline_rel_error_noise_free": baseline,
+        "statistics": per_time,
+        "column_statistics": {k: stats[k].tolist() for k in stats if k.startswith("col_")},
+    }
+    atomic_write_json(out / "results.json", results)
+    results["files"] = ["results.json", "instances.npz"]
+    results["plots"] = write_plots(out, errors["rel_error"], times, baseline)
+    return results
+
+
+def write_plots(out: Path, rel_error: np.ndarray, times, baseline: float) -> list[str] | None:
+    """Error histogram across instances and error vs read time (PNG); None when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, t in enumerate(times):
+        ax.hist(100 * rel_error[:, i], bins=40, alpha=0.6, label=f"t = {format_time(t)}")
+    ax.axvline(100 * baseline, color="k", ls="--", label="noise-free devices")
+    ax.set_xlabel("relative MVM error (%)")
+    ax.set_ylabel("instances")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "error_histogram.png", dpi=120)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    tt = np.maximum(np.asarray(times, float), 1e-3)
+    p5, p50, p95 = np.percentile(100 * rel_error, [5, 50, 95], axis=0)
+    ax.fill_between(tt, p5, p95, alpha=0.3, label="5-95 %")
+    ax.plot(tt, p50, "o-", label="median")
+    ax.axhline(100 * baseline, color="k", ls="--", label="noise-free devices")
+    if len(tt) > 1 and tt.max() / tt.min() > 10:
+        ax.set_xscale("log")
+    ax.set_xlabel("time after programming (s)")
+    ax.set_ylabel("relative MVM error (%)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "error_vs_time.png", dpi=120)
+    plt.close(fig)
+    return ["error_histogram.png", "error_vs_time.png"]
+
+
+def format_time(t: float) -> str:
+    """Seconds as a short readable duration (1 s, 1 h, 2 d, 1 y)."""
+    for unit, s in (("y", 3.15576e7), ("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if t >= s:
+            v = t / s
+            return f"{v:.3g} {unit}"
+    return f"{t:.3g} s"
+
+
+def table(results: Mapping[str, Any]) -> str:
+    """The summary table of a study's results."""
+    lines = [f"{'time':>10} {'mean':>9} {'p5':>9} {'p50':>9} {'p95':>9}   relative MVM error ||y - xW|| / ||xW||"]
+    lines.append(f"{'ideal':>10} {0.0:9.2%} {0.0:9.2%} {0.0:9.2%} {0.0:9.2%}   (float x @ w)")
+    b = results["baseline_rel_error_noise_free"]
+    lines.append(f"{'no noise':>10} {b:9.2%} {b:9.2%} {b:9.2%} {b:9.2%}   (converters only, noise-free devices)")
+    for r in results["statistics"]:
+        lines.append(f"{format_time(r['t']):>10} {r['mean']:9.2%} {r['p5']:9.2%} {r['p50']:9.2%} {r['p95']:9.2%}")
+    return "\n".join(lines)
+
+
+STUDY_TYPES["mvm"] = StudyType(MVM_DEFAULTS, run_mvm, check_mvm, table)
+
+
+def _run_classifier(study, cfg, out, *, resume=False, log=None, progress=True):
+    from jaxcim.nn.study import run_classifier_study
+
+    if resume:
+        (log or (lambda *a: print(*a, file=sys.stderr, flush=True)))(
+            "--resume: classifier studies are not checkpointed (about a minute on a CPU); running it again")
+    return run_classifier_study(study, cfg=cfg, out_dir=prepare_output(out), progress=progress)
+
+
+def _check_classifier(study: dict[str, Any], base: Path | None = None) -> dict[str, Any]:
+    from jaxcim.nn.study import check_classifier
+
+    try:
+        return check_classifier(study)
+    except (KeyError, TypeError, ValueError) as e:
+        raise StudyError(e.args[0] if isinstance(e, KeyError) else str(e)) from None
+
+
+CLASSIFIER_DEFAULTS: dict[str, Any] = {
+    "study": "classifier", "name": "classifier", "seed": 0, "instances": 256,
+    "times": [1.0, 3600.0, 86400.0, 31557600.0], "model": {}, "train": {}, "hwa": {},
+}
+STUDY_TYPES["classifier"] = StudyType(CLASSIFIER_DEFAULTS, _run_classifier, _check_classifier)
+
+__all__ = [
+    "DEFAULT_STUDY", "STUDY_TYPES", "StudyError", "StudyType", "atomic_write_json", "atomic_write_npz",
+    "default_study_path", "embedded_studies", "load_study", "resolve_study", "run_mvm", "table",
+]

@@ -1,0 +1,209 @@
+"""The jaxcim console script: studies, outputs, user errors (one line, exit 2), sweep, kill + resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from jaxcim import cli, study
+from jaxcim import montecarlo as mc
+
+STUDY = """
+name = "small"
+instances = {instances}
+times = [1.0, 3600.0]
+batch = 8
+seed = 3
+in_features = 48
+out_features = 20
+chunk_size = 8
+[crossbar]
+preset = "pcm-ibm"
+[crossbar.mapping]
+rows = 64
+cols = 32
+"""
+
+
+def _study(tmp_path, instances=24, extra=""):
+    p = tmp_path / "study.toml"
+    p.write_text(extra + STUDY.format(instances=instances))
+    return p
+
+
+def _expected(path, n):
+    """Per-instance errors computed directly with the library (same study data, same chunk size)."""
+    s, cfg = study.load_study(path)
+    w, x, key = study.mvm_data(s, cfg.dac.signed)
+    ys = np.asarray(mc.monte_carlo(cfg, w, x, key=key, n=n, times=s["times"], chunk_size=8)).astype(np.float64)
+    ref = np.asarray(x, np.float64) @ np.asarray(w, np.float64)
+    return np.linalg.norm(ys - ref, axis=(-2, -1)) / np.linalg.norm(ref)
+
+
+def test_run_writes_results_table_and_per_instance_stats(tmp_path, capsys):
+    path = _study(tmp_path)
+    out = tmp_path / "out"
+    assert cli.main(["run", str(path), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "p95" in captured.out and "1 h" in captured.out and "results in" in captured.out
+    assert "instances 24/24" in captured.err  # not a terminal: plain progress lines
+    res = json.loads((out / "results.json").read_text())
+    assert res["crossbar"]["device"]["model"] == "pcm-ibm"
+    assert res["study"]["instances"] == 24 and res["versions"]["jax"] == jax.__version__
+    z = np.load(out / "instances.npz")
+    assert z["rel_error"].shape == (24, 2) and z["col_rel_error"].shape == (24, 2, 20)
+    np.testing.assert_allclose(z["rel_error"], _expected(path, 24), rtol=2e-4)
+    stats = res["statistics"]
+    assert [r["t"] for r in stats] == [1.0, 3600.0]
+    np.testing.assert_allclose([r["p95"] for r in stats], np.percentile(z["rel_error"], 95, axis=0), rtol=1e-5)
+    assert 0 < res["baseline_rel_error_noise_free"] < stats[0]["p5"]
+    assert (out / "error_histogram.png").stat().st_size > 1000
+
+
+def test_run_without_matplotlib_still_succeeds(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    out = tmp_path / "out"
+    assert cli.main(["run", str(_study(tmp_path, 8)), "--out", str(out), "--quiet"]) == 0
+    assert "pip install jaxcim[plots]" in capsys.readouterr().out
+    assert (out / "results.json").is_file() and not (out / "error_histogram.png").exists()
+
+
+def test_embedded_studies():
+    """`jaxcim run` defaults to the digits classifier on 256x256 NeuRRAM ReRAM; `jaxcim run mvm` is the 256x256
+    MVM error study (differential pairs, 8-bit DAC/ADC, a few hundred instances, several drift times)."""
+    assert {"classifier", "mvm"} <= set(study.embedded_studies())
+    s, cfg = study.load_study()
+    assert s["study"] == "classifier" and cfg.name == "reram-neurram" and cfg.mapping.rows == 256
+    assert s["instances"] >= 256 and len(s["times"]) == 4
+    s, cfg = study.load_study("mvm")
+    assert cfg.name == "reram-neurram" and cfg.adc.bits == 8 and cfg.dac.bits == 8
+    assert cfg.mapping.scheme == "differential"
+    assert (s["in_features"], s["out_features"]) == (256, 256) and 100 <= s["instances"] <= 1000
+    assert s["times"][0] >= 1.0 and len(s["times"]) > 1
+
+
+def test_classifier_study_through_the_cli(tmp_path, capsys):
+    p = tmp_path / "c.toml"
+    p.write_text("""study = "classifier"
+instances = 4
+times = [1.0, 86400.0]
+[crossbar]
+preset = "reram-neurram"
+[crossbar.mapping]
+rows = 64
+cols = 64
+[model]
+features = [64, 16, 10]
+[train]
+epochs = 3
+[hwa]
+epochs = 1
+""")
+    out = tmp_path / "out"
+    assert cli.main(["run", str(p), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "hwa-trained" in printed and "1 d" in printed
+    res = json.loads((out / "results.json").read_text())
+    assert np.asarray(res["models"]["digital-trained"]["accuracies"]).shape == (4, 2)
+    assert (out / "accuracy_vs_time.png").stat().st_size > 1000
+    assert cli.main(["run", str(p), "--out", str(out), "--batch", "3"]) == 2
+    assert "--batch does not apply to a 'classifier' study" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, args, match", [
+    (None, ["run", "missing.toml"], "study file not found"),
+    (None, ["run", "mvm", "--mapping", "nope"], "mapping file not found"),
+    ("", ["run", "{p}", "--mapping", "{p}"], "mapping"),
+    ("instances = [", ["run", "{p}"], "not valid TOML"),
+    ("instancez = 3\n", ["run", "{p}"], "unknown key 'instancez'; valid keys: crossbar, study, name, instances"),
+    ("instances = 0\n", ["run", "{p}"], "instances must be >= 1"),
+    ("[crossbar]\npreset = 'nope'\n", ["run", "{p}"], "unknown preset 'nope'"),
+    ("[crossbar.adc]\nbits = 1\n", ["run", "{p}"], "adc.bits"),
+    ("weights = 'w.npy'\n", ["run", "{p}"], "weights file not found"),
+    ("study = 'qq'\n", ["run", "{p}"], "unknown study type 'qq'"),
+    ("", ["run", "{p}", "--instances", "-5"], "instances must be >= 1"),
+    ("", ["run", "{p}", "--out", "{p}"], "not writable"),
+    ("", ["sweep", "--study", "{p}", "adc.bitz=4:6"], "unknown key 'adc.bitz'"),
+    ("", ["sweep", "--study", "{p}", "adc.bits=1:2"], "adc.bits"),
+    ("", ["sweep", "--study", "{p}", "adc.bits"], "expected NAME=VALUES"),
+])
+def test_user_errors_print_one_line_and_exit_2(tmp_path, capsys, content, args, match):
+    p = tmp_path / "s.toml"
+    if content is not None:
+        p.write_text(content)
+    args = [a.format(p=p) for a in args]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert match in err
+
+
+def test_bad_option_value_exits_2():
+    with pytest.raises(SystemExit) as e:
+        cli.main(["run", "--times", "1,x"])
+    assert e.value.code == 2
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["run", str(_study(tmp_path, 8)), "--out", str(out), "--quiet"]) == 0
+    assert cli.main(["run", str(_study(tmp_path, 8)), "--out", str(out), "--resume", "--seed", "4"]) == 2
+    assert "different configuration" in capsys.readouterr().err
+
+
+def test_parse_values():
+    assert cli.parse_values("4:7") == [4, 5, 6, 7]
+    assert cli.parse_values("0:1:0.5") == [0.0, 0.5, 1.0]
+    assert cli.parse_values("1,3600,3.15e7") == [1, 3600, 3.15e7]
+    assert cli.parse_values("pcm-ibm,true") == ["pcm-ibm", True]
+
+
+@pytest.mark.slow
+def test_sweep_adc_bits_and_times(tmp_path, capsys):
+    path = _study(tmp_path, 8)
+    out = tmp_path / "sw"
+    args = ["sweep", "--study", str(path), "adc.bits=4,8", "device.prog_noise_scale=0", "device.read_noise_scale=0",
+            "t=1,86400",
+            "--out", str(out)]
+    assert cli.main(args) == 0
+    rows = json.loads((out / "sweep.json").read_text())["rows"]
+    assert len(rows) == 4 and {r["adc.bits"] for r in rows} == {4, 8}
+    err = {(r["adc.bits"], r["t"]): r["mean"] for r in rows}
+    # without programming/read noise the converters dominate: quantization error ~ 2**-bits
+    assert err[(8, 1.0)] < 0.25 * err[(4, 1.0)]
+    assert "adc.bits" in capsys.readouterr().out
+    assert (out / "sweep.png").is_file()
+
+
+@pytest.mark.slow
+def test_kill_and_resume_gives_the_uninterrupted_results(tmp_path):
+    n = 1600
+    path = _study(tmp_path, n)
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "jaxcim.cli", "run", str(path), "--out", str(out)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = out / "checkpoint"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and len(list(ckpt.glob("chunk_*.npz"))) < 3:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = sorted(ckpt.glob("chunk_*.npz"))
+    assert 0 < len(done) < n // 8 and not (out / "results.json").exists()
+    assert cli.main(["run", str(path), "--out", str(out), "--resume", "--quiet"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert 0 < res["timings"]["resumed_from"] < n
+    z = np.load(out / "instances.npz")
+    s, cfg = study.load_study(path)
+    w, x, key = study.mvm_data(s, cfg.dac.signed)
+    direct = mc.monte_carlo_stats(cfg, w, x, key=key, n=n, times=s["times"], chunk_size=8)
+    np.testing.assert_array_equal(z["rel_error"], np.asarray(direct["rel_error"]))  # bit for bit
+    np.testing.assert_array_equal(z["col_rel_error"], np.asarray(direct["col_rel_error"]))
