@@ -1,0 +1,46 @@
+"""Analog neural networks in flax NNX: analog layers, conversion of trained models, hardware-aware
+training and accuracy over chip instances and time.
+
+    model = jc.nn.MLP((64, 64, 10), rngs=nnx.Rngs(0))
+    jc.nn.fit(model, (x_train, y_train), key=k)                              # digital training
+    hwa = jc.nn.analogize(model, cfg)                                          # nnx.Linear -> AnalogLinear
+    jc.nn.fit(hwa, (x_train, y_train), key=k, clip_sigma=2.5)                  # hardware-aware fine-tuning
+    res = jc.nn.evaluate(hwa, cfg, (x_test, y_test), key=k, n_instances=1024, times=(1.0, 86400.0))
+"""
+
+from jaxcim.nn.convert import analogize, convertible_layers
+from jaxcim.nn.data import Digits, load_digits
+from jaxcim.nn.evaluate import AccuracyResult, accuracy, evaluate
+from jaxcim.nn.layers import (
+    MODES,
+    AnalogConv,
+    AnalogLinear,
+    analog_layers,
+    clip_weights,
+    program,
+    set_mode,
+    set_time,
+)
+from jaxcim.nn.models import CNN, MLP
+from jaxcim.nn.train import fit
+
+__all__ = [
+    "CNN",
+    "MLP",
+    "MODES",
+    "AccuracyResult",
+    "AnalogConv",
+    "AnalogLinear",
+    "Digits",
+    "accuracy",
+    "analog_layers",
+    "analogize",
+    "clip_weights",
+    "convertible_layers",
+    "evaluate",
+    "fit",
+    "load_digits",
+    "program",
+    "set_mode",
+    "set_time",
+]

@@ -1,0 +1,224 @@
+"""The ``classifier`` study of ``jaxcim run``: a digits classifier on crossbars, over chip instances and time.
+
+Study file (TOML; `jaxcim/studies/classifier.toml` is the embedded default)::
+
+    study = "classifier"
+    seed = 0
+    instances = 256                                   # chip instances
+    times = [1.0, 3600.0, 86400.0, 31557600.0]        # read times after programming, s
+    [crossbar]                                        # a CrossbarConfig (jaxcim.config.from_dict)
+    preset = "reram-neurram"
+    [model]
+    kind = "mlp"                                      # "mlp" (flat 8x8 digits) or "cnn" (8x8x1 images)
+    features = [64, 64, 10]                           # mlp widths; cnn: channels = [8, 16]
+    [train]                                           # digital training
+    epochs = 30
+    batch_size = 64
+    learning_rate = 0.003
+    [hwa]                                             # hardware-aware fine-tuning of the trained model
+    epochs = 10                                       # 0 skips it
+    learning_rate = 0.001
+    clip_sigma = 2.5
+    prog_noise_scale = 1.0                            # training noise relative to [crossbar]
+
+The study trains the model digitally, fine-tunes a copy with hardware-aware training, and evaluates both on
+``instances`` chips at every time; it prints a table and writes ``results.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from jaxcim.config import from_dict
+from jaxcim.nn.convert import analogize
+from jaxcim.nn.data import load_digits
+from jaxcim.nn.evaluate import evaluate, format_time
+from jaxcim.nn.models import CNN, MLP
+from jaxcim.nn.train import fit
+
+DEFAULT_TIMES = (1.0, 3600.0, 86400.0, 31557600.0)
+"""1 s, 1 hour, 1 day, 1 year (Julian) after programming, s."""
+TOP_KEYS = ("study", "name", "seed", "instances", "times", "crossbar", "model", "train", "hwa")
+SECTION_KEYS = {
+    "model": {"kind": "mlp", "features": [64, 64, 10], "channels": [8, 16]},
+    "train": {"epochs": 30, "batch_size": 64, "learning_rate": 3e-3},
+    "hwa": {"epochs": 10, "batch_size": 64, "learning_rate": 1e-3, "clip_sigma": 2.5, "prog_noise_scale": 1.0},
+}
+
+
+def _section(study: Mapping[str, Any], name: str) -> dict[str, Any]:
+    table = study.get(name, {})
+    if not isinstance(table, Mapping):
+        raise TypeError(f"[{name}] must be a table, got {type(table).__name__}")
+    unknown = set(table) - set(SECTION_KEYS[name])
+    if unknown:
+        raise KeyError(f"unknown key(s) {sorted(unknown)} in [{name}]; valid: {', '.join(SECTION_KEYS[name])}")
+    return {**SECTION_KEYS[name], **table}
+
+
+def _build_model(spec: dict[str, Any], seed: int) -> tuple[nnx.Module, bool]:
+    rngs = nnx.Rngs(params=seed, noise=seed + 1)
+    if spec["kind"] == "mlp":
+        return MLP(tuple(spec["features"]), rngs=rngs), False
+    if spec["kind"] == "cnn":
+        return CNN(tuple(spec["channels"]), rngs=rngs), True
+    raise ValueError(f"[model] kind must be 'mlp' or 'cnn', got {spec['kind']!r}")
+
+
+def _positive(name: str, value: Any, *, integer: bool = True, zero: bool = False) -> Any:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value >= 0 if zero else value > 0) and (not integer or float(value).is_integer())
+    if not ok:
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{name} must be {kind} {'>= 0' if zero else '> 0'}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def check_classifier(study: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate a classifier study table (keys, ranges) and fill in the defaults of its sections.
+
+    Raises:
+      KeyError: an unknown key (the message lists the valid ones). TypeError, ValueError: a bad value.
+    """
+    unknown = set(study) - set(TOP_KEYS)
+    if unknown:
+        raise KeyError(f"unknown key(s) {sorted(unknown)} in a classifier study; valid: {', '.join(TOP_KEYS)}")
+    if study.get("study", "classifier") != "classifier":
+        raise ValueError(f"a classifier study needs study = 'classifier', got {study.get('study')!r}")
+    s = dict(study)
+    s["seed"] = _positive("seed", s.get("seed", 0), zero=True)
+    s["instances"] = _positive("instances", s.get("instances", 256))
+    times = s.get("times", DEFAULT_TIMES)
+    if isinstance(times, int | float) and not isinstance(times, bool):
+        times = [times]
+    if not isinstance(times, list | tuple) or not times:
+        raise ValueError(f"times must be a non-empty list of seconds, got {times!r}")
+    s["times"] = [_positive("times", t, integer=False, zero=True) for t in times]
+    for name in SECTION_KEYS:
+        s[name] = _section(s, name)
+    if s["model"]["kind"] not in ("mlp", "cnn"):
+        raise ValueError(f"[model] kind must be 'mlp' or 'cnn', got {s['model']['kind']!r}")
+    for sec in ("train", "hwa"):
+        s[sec]["epochs"] = _positive(f"[{sec}] epochs", s[sec]["epochs"], zero=sec == "hwa")
+        s[sec]["batch_size"] = _positive(f"[{sec}] batch_size", s[sec]["batch_size"])
+        s[sec]["learning_rate"] = _positive(f"[{sec}] learning_rate", s[sec]["learning_rate"], integer=False)
+    return s
+
+
+def run_classifier_study(
+    study: Mapping[str, Any], *, cfg: Any = None, instances: int | None = None, times: Sequence[float] | None = None,
+    out_dir: str | Path | None = None, progress: bool | Callable | None = False,
+) -> dict[str, Any]:
+    """Run a ``classifier`` study: train, hardware-aware fine-tune, accuracy over chips and time.
+
+    Args:
+      study: the study table (as read from TOML, see the module docstring).
+      cfg: the crossbar config; default built from ``study["crossbar"]`` (default the reram-neurram preset).
+      instances: chip instances, overriding ``study["instances"]`` (default 256).
+      times: read times in s, overriding ``study["times"]`` (default 1 s, 1 h, 1 day, 1 year).
+      out_dir: folder for ``results.json`` and ``accuracy_vs_time.png`` (created); None writes nothing.
+      progress: show progress bars over chunks of chips.
+
+    Returns:
+      The results dict written to ``results.json``: the config, device, sizes, digital accuracies, and per
+      model (``"digital-trained"``, ``"hwa-trained"``) the accuracy summary per time and every chip's accuracy.
+    """
+    study = check_classifier(study)
+    if cfg is None:
+        cfg = from_dict(study.get("crossbar", {"preset": "reram-neurram"}))
+    seed = study["seed"]
+    n = int(instances if instances is not None else study["instances"])
+    ts = tuple(float(t) for t in (times if times is not None else study["times"]))
+    model_spec, train, hwa = study["model"], study["train"], study["hwa"]
+    key = jax.random.key(seed)
+    t_start = time.perf_counter()
+
+    model, images = _build_model(model_spec, seed)
+    data = load_digits(images=images, seed=seed)
+    train_data, test_data = (data.x_train, data.y_train), (data.x_test, data.y_test)
+    fit(model, train_data, key=jax.random.fold_in(key, 1), epochs=int(train["epochs"]),
+        batch_size=int(train["batch_size"]), learning_rate=float(train["learning_rate"]))
+    models = {"digital-trained": model}
+    if int(hwa["epochs"]) > 0:
+        train_cfg = cfg.replace(**{"device.prog_noise_scale": cfg.device.prog_noise_scale * hwa["prog_noise_scale"]})
+        hwa_model = analogize(model, train_cfg, mode="hwa", rngs=nnx.Rngs(seed + 2))
+        fit(hwa_model, train_data, key=jax.random.fold_in(key, 2), epochs=int(hwa["epochs"]),
+            batch_size=int(hwa["batch_size"]), learning_rate=float(hwa["learning_rate"]),
+            clip_sigma=hwa["clip_sigma"])
+        models["hwa-trained"] = hwa_model
+    t_train = time.perf_counter() - t_start
+
+    x_calib = data.x_train[:128]
+    results: dict[str, Any] = {
+        "study": "classifier", "name": study.get("name", "classifier"), "config": cfg.to_dict(),
+        "model": model_spec, "train": train, "hwa": hwa, "seed": seed, "instances": n, "times_s": list(ts),
+        "n_test": int(len(data.y_test)), "device": str(jax.devices()[0].device_kind),
+        "n_devices": jax.device_count(), "jax": jax.__version__, "python": platform.python_version(),
+        "models": {},
+    }
+    print(f"classifier study: {model_spec['kind']} on digits, {cfg.name} crossbars "
+          f"({cfg.mapping.rows}x{cfg.mapping.cols}), {n} chips, times {', '.join(map(format_time, ts))}")
+    for name, m in models.items():
+        res = evaluate(m, cfg, test_data, key=jax.random.fold_in(key, 3), n_instances=n, times=ts,
+                       x_calib=x_calib, progress=bool(progress))
+        results["models"][name] = {
+            "digital_accuracy": res.digital_accuracy,
+            "summary": res.summary(), "accuracies": np.round(res.accuracies, 6).tolist(),
+        }
+        print(f"\n{name}:\n{res.table()}")
+    results["seconds"] = {"train": t_train, "total": time.perf_counter() - t_start}
+    print(f"\n({results['seconds']['total']:.1f} s)")
+    if out_dir is not None:
+        from jaxcim.study import atomic_write_json
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "results.json", results)
+        results["files"] = ["results.json"]
+        plot = accuracy_plot(results, out / "accuracy_vs_time.png")
+        results["plots"] = [plot.name] if plot is not None else None
+    return results
+
+
+def accuracy_plot(results: Mapping[str, Any], path: str | Path) -> Path | None:
+    """Accuracy vs read time: median and 5-95 % band across chips per model, digital accuracy dashed.
+    Returns the PNG path, or None when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    ts = np.maximum(np.asarray(results["times_s"], float), 1e-3)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (name, m) in enumerate(results["models"].items()):
+        acc = 100 * np.asarray(m["accuracies"], float)
+        p5, p50, p95 = np.percentile(acc, [5, 50, 95], axis=0)
+        color = f"C{i}"
+        ax.fill_between(ts, p5, p95, color=color, alpha=0.25)
+        ax.plot(ts, p50, "o-", color=color, label=f"{name} (median, 5-95 % of chips)")
+        ax.axhline(100 * m["digital_accuracy"], color=color, ls="--", lw=1)
+    if len(ts) > 1 and ts.max() / ts.min() > 10:
+        ax.set_xscale("log")
+    ax.set_xlabel("time after programming (s)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{results['instances']} chips, {results['config']['name']} (dashed: digital)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+__all__ = ["DEFAULT_TIMES", "accuracy_plot", "check_classifier", "run_classifier_study"]
