@@ -411,6 +411,28 @@ def to_dict(cfg: CrossbarConfig) -> dict[str, Any]:
     return out
 
 
+def static_zeros(cfg: CrossbarConfig) -> frozenset[str]:
+    """Dotted names of the config's numeric leaves that are concrete zeros (features switched off).
+
+    jit-compiled kernels take this set as a static argument and restore those leaves as Python zeros with
+    `with_static_zeros`, so a model can skip the work (random draws) of a feature that is off although the
+    config's leaves are traced inside the kernel. A value the caller traces (a vmapped sweep, a learned
+    leaf) is never in the set; sweeping a leaf through exactly 0 compiles one more program for the zero.
+    """
+    zeros = []
+    for section in SECTIONS:
+        sec = getattr(cfg, section)
+        for f in dataclasses.fields(sec):
+            if f.metadata.get("pytree_node", True) and is_static_zero(getattr(sec, f.name)):
+                zeros.append(f"{section}.{f.name}")
+    return frozenset(zeros)
+
+
+def with_static_zeros(cfg: CrossbarConfig, zeros: frozenset[str]) -> CrossbarConfig:
+    """``cfg`` with the leaves named in ``zeros`` (from `static_zeros`) set to the Python number 0.0."""
+    return replace_path(cfg, dict.fromkeys(zeros, 0.0)) if zeros else cfg
+
+
 def from_dict(data: Mapping[str, Any], base: CrossbarConfig | None = None) -> CrossbarConfig:
     """Build a config from nested dicts (as read from TOML); unknown keys are an error.
 

@@ -13,6 +13,7 @@ then call a jit-compiled implementation.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import jax
@@ -22,7 +23,7 @@ from flax import struct
 
 from jaxcim import devices, mapping, rng
 from jaxcim.circuit import array_currents
-from jaxcim.config import CrossbarConfig, is_static_zero
+from jaxcim.config import CrossbarConfig, is_static_zero, static_zeros, with_static_zeros
 from jaxcim.converters import adc, dac, input_bit_planes
 from jaxcim.programming import ProgramInfo, write
 
@@ -47,6 +48,9 @@ class CrossbarState:
       probe0: all-ones probe read right after programming (global drift compensation reference), A.
       info: what programming did (`ProgramInfo`, G+ and G- arrays together).
       in_features, out_features: the weight matrix shape (static).
+      out_gain, out_offset: digital per-output correction ``y <- out_gain * y + out_offset`` applied after
+        the ADC and the digital combination, (out_features,) each (offset in output units); None (the
+        default) applies none. Set by a learned mapping (`jaxcim.optimize.LearnedMapping`).
     """
 
     g_pos: jax.Array
@@ -64,6 +68,8 @@ class CrossbarState:
     info: ProgramInfo
     in_features: int = struct.field(pytree_node=False)
     out_features: int = struct.field(pytree_node=False)
+    out_gain: Any = None
+    out_offset: Any = None
 
 
 # ----------------------------------------------------------------------------------------- checks
@@ -204,10 +210,14 @@ def default_calibration_inputs(cfg: CrossbarConfig, in_features: int, key: jax.A
 # ----------------------------------------------------------------------------------------- program
 
 
-@jax.jit
-def _program(cfg: CrossbarConfig, w, key, x_calib, scale):
+@partial(jax.jit, static_argnames="zeros")
+def _program(cfg: CrossbarConfig, w, key, x_calib, scale, learned=None, *, zeros=frozenset()):
+    cfg = with_static_zeros(cfg, zeros)  # features that are off draw no random numbers
     k_pos, k_neg, k_tpos, k_tneg, k_adc, k_cal = jax.random.split(key, 6)
-    t_pos, t_neg, coeffs, w_scale = mapping.conductance_targets(cfg, w, scale)
+    if learned is None:
+        t_pos, t_neg, coeffs, w_scale = mapping.conductance_targets(cfg, w, scale)
+    else:
+        t_pos, t_neg, coeffs, w_scale = learned.conductance_targets(cfg, w, scale)
     g_pos, info_pos = write(cfg, t_pos, k_pos)
     g_neg, info_neg = write(cfg, t_neg, k_neg)
     n_pos, n_neg = t_pos.size, t_neg.size
@@ -231,17 +241,21 @@ def _program(cfg: CrossbarConfig, w, key, x_calib, scale):
         adc_range = _calibrate(cfg, g_pos, g_neg, x_calib)
     else:
         adc_range = _full_scale(cfg, arrays, g_pos.dtype)
+    out_gain = out_offset = None
+    if learned is not None:
+        adc_range = learned.adjust_adc_range(adc_range)
+        out_gain, out_offset = learned.output_correction(w.shape[1], g_pos.dtype)
     return CrossbarState(
         g_pos=g_pos, g_neg=g_neg, target_pos=t_pos, target_neg=t_neg, time_pos=time_pos, time_neg=time_neg,
         coeffs=coeffs, w_scale=w_scale, adc_range=adc_range, adc_offset=adc_offset, adc_gain=adc_gain,
         probe0=_probe(cfg, g_pos, g_neg, w.shape[0]), info=info,
-        in_features=w.shape[0], out_features=w.shape[1],
+        in_features=w.shape[0], out_features=w.shape[1], out_gain=out_gain, out_offset=out_offset,
     )
 
 
 def program(
     cfg: CrossbarConfig, w: jax.Array, *, key: jax.Array, x_calib: jax.Array | None = None,
-    scale: jax.Array | None = None,
+    scale: jax.Array | None = None, mapping: Any = None,
 ) -> CrossbarState:
     """Program a weight matrix onto crossbar arrays: one device instance.
 
@@ -253,6 +267,9 @@ def program(
       x_calib: inputs (n, in_features) to calibrate the ADC range on (``adc.range_mode="calibrated"``);
         default: 64 random full-scale input vectors.
       scale: weight-to-conductance scale, () or (out_features,); default max |w| per tensor or column.
+      mapping: a learned mapping (`jaxcim.optimize.LearnedMapping`, e.g. ``optimize_mapping(...).mapping``)
+        replacing the linear mapping's targets, ADC range and digital output correction; None (default):
+        the plain mapping of ``cfg.mapping``.
 
     Returns:
       The programmed `CrossbarState`.
@@ -265,7 +282,12 @@ def program(
         x_calib = jnp.atleast_2d(x_calib).astype(w.dtype)
     if scale is not None:
         scale = _check_array("scale", scale, (0, 1))
-    return _program(cfg, w, key, x_calib, scale)
+    if mapping is not None:
+        check = getattr(mapping, "check", None)
+        if check is None:
+            raise TypeError(f"mapping must be a jaxcim.optimize.LearnedMapping, got {type(mapping).__name__}")
+        check(cfg, w.shape)
+    return _program(cfg, w, key, x_calib, scale, mapping, zeros=static_zeros(cfg))
 
 
 # ----------------------------------------------------------------------------------------- read
@@ -279,8 +301,9 @@ def conductances_at(cfg: CrossbarConfig, state: CrossbarState, t) -> tuple[jax.A
     return g_pos, g_neg
 
 
-@jax.jit
-def _read(cfg: CrossbarConfig, state: CrossbarState, x, key, t):
+@partial(jax.jit, static_argnames="zeros")
+def _read(cfg: CrossbarConfig, state: CrossbarState, x, key, t, *, zeros=frozenset()):
+    cfg = with_static_zeros(cfg, zeros)
     dev = cfg.device
     squeeze = x.ndim == 1
     x = jnp.atleast_2d(x)
@@ -301,6 +324,10 @@ def _read(cfg: CrossbarConfig, state: CrossbarState, x, key, t):
     y = y / (cfg.dac.v_read * mapping.conductance_unit(cfg)) * x_scale * state.w_scale
     if cfg.drift_compensation:
         y = y * state.probe0 / _probe(cfg, g_pos, g_neg, state.in_features)
+    if state.out_gain is not None:
+        y = y * state.out_gain
+    if state.out_offset is not None:
+        y = y + state.out_offset
     return y[0] if squeeze else y
 
 
@@ -324,12 +351,13 @@ def read(cfg: CrossbarConfig, state: CrossbarState, x: jax.Array, *, key: jax.Ar
         raise TypeError(f"state must be a CrossbarState from jc.program, got {type(state).__name__}")
     x = _check_inputs(cfg, x, state.in_features)
     _check_t(t)
-    return _read(cfg, state, x.astype(state.g_pos.dtype), key, jnp.asarray(t, state.g_pos.dtype))
+    return _read(cfg, state, x.astype(state.g_pos.dtype), key, jnp.asarray(t, state.g_pos.dtype),
+                 zeros=static_zeros(cfg))
 
 
 def simulate(
     cfg: CrossbarConfig, w: jax.Array, x: jax.Array, *, key: jax.Array, t=0.0,
-    x_calib: jax.Array | None = None, scale: jax.Array | None = None,
+    x_calib: jax.Array | None = None, scale: jax.Array | None = None, mapping: Any = None,
 ) -> jax.Array:
     """Program ``w`` and read it with ``x``: y ~ x @ w for one device instance.
 
@@ -339,6 +367,7 @@ def simulate(
       t: time since programming, s.
       x_calib: ADC calibration inputs; default ``x`` itself when ``adc.range_mode="calibrated"``.
       scale: weight scale, see `program`.
+      mapping: a learned mapping, see `program`.
 
     Returns:
       (batch, out_features) or (out_features,).
@@ -350,6 +379,6 @@ def simulate(
     if x_calib is None and cfg.adc.range_mode == "calibrated":
         x_calib = x
     k_prog, k_read = jax.random.split(key)
-    state = program(cfg, w, key=k_prog, x_calib=x_calib, scale=scale)
+    state = program(cfg, w, key=k_prog, x_calib=x_calib, scale=scale, mapping=mapping)
     return read(cfg, state, x, key=k_read, t=t)
 

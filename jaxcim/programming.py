@@ -50,7 +50,8 @@ def write(cfg: CrossbarConfig, g_target: jax.Array, key: jax.Array) -> tuple[jax
     if not is_static_zero(dev.range_spread):
         top = dev.g_min + (dev.g_max - dev.g_min) * (
             1.0 + dev.range_spread * rng.normal(k_spread, g_target.shape, g_target.dtype))
-        g_target = jnp.minimum(g_target, jnp.maximum(top, dev.g_min))
+        top = jnp.maximum(top, dev.g_min)
+        g_target = jnp.where(g_target > top, top, g_target)  # a target at the top keeps its full gradient
     mean = devices.programming_mean(dev, g_target)
     sigma = devices.programming_sigma(dev, g_target)
     sg_t, sg_mean, sg_sigma = (jax.lax.stop_gradient(a) for a in (g_target, mean, sigma))
@@ -87,7 +88,7 @@ def write(cfg: CrossbarConfig, g_target: jax.Array, key: jax.Array) -> tuple[jax
     e = jax.lax.stop_gradient(jnp.where(sg_sigma > 0, (g - sg_t - sg_mean) / jnp.where(
         sg_sigma > 0, sg_sigma, 1.0), 0.0))
     g = g_target + mean + sigma * e
-    g = jnp.maximum(g, 0.0)  # a conductance cannot be negative
+    g = jnp.where(g < 0.0, 0.0, g)  # a conductance cannot be negative (g = 0 keeps its gradient)
     g = jnp.where(stuck_off, dev.g_min, jnp.where(stuck_on, dev.g_max, g))
     not_stuck = jnp.maximum(jnp.sum(~stuck), 1)
     unconverged = jnp.sum((jnp.abs(g - g_target) > tol) & ~stuck) / not_stuck
