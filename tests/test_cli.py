@@ -127,6 +127,8 @@ epochs = 1
     ("[crossbar.adc]\nbits = 1\n", ["run", "{p}"], "adc.bits"),
     ("weights = 'w.npy'\n", ["run", "{p}"], "weights file not found"),
     ("study = 'qq'\n", ["run", "{p}"], "unknown study type 'qq'"),
+    ("study = 'classifier'\n[train]\nepochz = 3\n", ["run", "{p}"], "unknown key(s) ['epochz'] in [train]"),
+    ("study = 'classifier'\n[hwa]\nepochs = -1\n", ["run", "{p}"], "[hwa] epochs must be an integer >= 0"),
     ("", ["run", "{p}", "--instances", "-5"], "instances must be >= 1"),
     ("", ["run", "{p}", "--out", "{p}"], "not writable"),
     ("", ["sweep", "--study", "{p}", "adc.bitz=4:6"], "unknown key 'adc.bitz'"),

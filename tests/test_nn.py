@@ -1,7 +1,6 @@
 """Tests of jaxcim.nn: analog layers against flax's digital layers, conversion, hardware-aware training and
 accuracy over chip instances (scikit-learn digits)."""
 
-import json
 import math
 import sys
 
@@ -15,7 +14,6 @@ import jaxcim as jc
 import jaxcim.nn as jn
 from jaxcim.devices import reram
 from jaxcim.nn.evaluate import default_mesh
-from jaxcim.nn.study import run_classifier_study
 
 IDEAL = jc.presets.get("ideal")
 RERAM = jc.presets.get("reram-neurram")
@@ -330,17 +328,3 @@ def test_cnn_on_crossbars(digits):
     assert res.digital_accuracy > 0.85
     assert res.mean()[0] > res.digital_accuracy - 0.1  # close to digital at the published noise ...
     assert res.std()[0] > 0  # ... and chips differ
-
-
-@pytest.mark.slow
-def test_classifier_study(tmp_path):
-    study = {"study": "classifier", "seed": 0, "crossbar": {"preset": "reram-neurram", "mapping": {"rows": 64,
-             "cols": 64}}, "model": {"kind": "mlp", "features": [64, 16, 10]}, "train": {"epochs": 5},
-             "hwa": {"epochs": 1}}
-    out = run_classifier_study(study, instances=8, times=[1.0, 3600.0], out_dir=tmp_path)
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["instances"] == 8 and set(saved["models"]) == {"digital-trained", "hwa-trained"}
-    assert np.asarray(saved["models"]["hwa-trained"]["accuracies"]).shape == (8, 2)
-    assert out["config"]["mapping"]["rows"] == 64
-    with pytest.raises(KeyError, match="unknown key"):
-        run_classifier_study({**study, "epochs": 3}, instances=2)
