@@ -87,6 +87,7 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="64x64 array, fewer repeats")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--vmap", type=int, default=8, help="instances per vmapped chunk")
+    p.add_argument("--cells", default="linear,sinh", help="cell models to time: linear, sinh or both")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "ir_drop.json")
     args = p.parse_args(argv)
     size = 64 if args.quick else args.size
@@ -107,7 +108,7 @@ def main(argv=None):
 
     rows = []
     for dtype in (jnp.float32, jnp.float64):
-        for v0 in (None, V0):
+        for v0 in [None] * ("linear" in args.cells) + [V0] * ("sinh" in args.cells):
             name = f"{jnp.dtype(dtype).name} {'sinh' if v0 else 'linear'}"
             gj, vj = jnp.asarray(g0, dtype), jnp.asarray(v, dtype)
             one = jax.jit(lambda g, x, v0=v0: jc.circuit.column_currents(g, x, R_WIRE, R_WIRE, v0=v0))

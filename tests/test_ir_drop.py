@@ -186,10 +186,11 @@ def test_uniform_array_matches_dense(x64, shape, v0):
     v = np.linspace(0.1, 0.4, shape[0])[None] * np.array([[1.0], [-0.5]])
     ref, fields = dense_solve(g, v, 3.0, 7.0, v0, 10.0, 4.0)
     sol = solve(g, v, 3.0, 7.0, v0, 10.0, 4.0)
-    assert rel_err(sol.currents, ref) < 1e-12
+    tol = 1e-12 if v0 is None else 1e-10  # sinh: the chord iteration stops at a step of 1.5e-10 (linear rate)
+    assert rel_err(sol.currents, ref) < tol
     n = g.size
-    assert np.max(np.abs(np.asarray(sol.row_voltages).reshape(2, n) - fields[:, :n])) < 1e-12
-    assert np.max(np.abs(np.asarray(sol.col_voltages).reshape(2, n) - fields[:, n:])) < 1e-12
+    assert np.max(np.abs(np.asarray(sol.row_voltages).reshape(2, n) - fields[:, :n])) < tol
+    assert np.max(np.abs(np.asarray(sol.col_voltages).reshape(2, n) - fields[:, n:])) < tol
 
 
 @pytest.mark.parametrize("shape", [(6, 6), (10, 3), (3, 10)])
