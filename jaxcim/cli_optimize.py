@@ -1,27 +1,26 @@
 """Handler of the ``jaxcim optimize study.toml`` subcommand (wired into `jaxcim.cli`).
 
-Study file (TOML); paths are relative to the study file::
+The study file is an mvm study, the one ``jaxcim run`` reads (weights, inputs and crossbar from the same keys,
+so the learned mapping fits the weights that ``jaxcim run study.toml --mapping FILE`` programs), with an
+optional ``[optimize]`` table::
 
-    [crossbar]              # a CrossbarConfig, as read by load_config(path, section="crossbar")
+    name = "my-layer"
+    weights = "w.npy"       # or "gaussian" (in_features x out_features, from the seed)
+    batch = 64              # input vectors (uniform in [-1, 1]; [0, 1] for unsigned DACs): the first three
+    seed = 0                # quarters train, the last quarter is held out for the before/after statistics
+    [crossbar]
     preset = "pcm-ibm"
-    [weights]               # file = "w.npy" (in_features, out_features), or a random Gaussian matrix:
-    in_features = 256
-    out_features = 256
-    std = 0.1
-    seed = 0
-    [inputs]                # file = "x.npy" (batch, in_features), or n random vectors uniform in [-1, 1]
-    n = 64                  # ([0, 1] for unsigned DACs); the last quarter is held out for the statistics
-    seed = 1
     [optimize]
     steps = 300
-    n_instances = 64
-    learning_rate = 0.01
-    times = [86400.0]
+    n_instances = 64        # fresh device instances per step
+    learning_rate = 0.01    # Adam
+    times = [86400.0]       # read times the expected error is taken over, s
     learn = ["col_range", "split", "curve", "digital", "adc_range"]
-    n_eval = 64
-    seed = 0
+    n_eval = 64             # held-out instances for the statistics
     chunk = 0               # instances per chunk in a training step (0: all at once)
-    output = "mapping"      # writes mapping.npz + mapping.json (atomic), read by `jaxcim run --mapping`
+    output = "mapping"      # writes mapping.npz + mapping.json (atomic); relative to the study file's folder
+
+    jaxcim optimize study.toml && jaxcim run study.toml --mapping mapping
 """
 
 from __future__ import annotations
@@ -29,75 +28,43 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tomllib
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 OPTIMIZE_KEYS = ("steps", "n_instances", "learning_rate", "times", "learn", "n_eval", "seed", "chunk", "output")
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"study file not found: {path}")
-    try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{path}: not valid TOML: {e}") from None
-
-
-def _array_table(table: dict[str, Any], name: str, base: Path, random_keys: tuple[str, ...]) -> dict[str, Any]:
-    if not isinstance(table, dict):
-        raise TypeError(f"[{name}] must be a table, got {type(table).__name__}")
-    valid = ("file", *random_keys)
-    unknown = set(table) - set(valid)
-    if unknown:
-        raise KeyError(f"unknown key(s) {sorted(unknown)} in [{name}]; valid: {', '.join(valid)}")
-    if "file" in table:
-        p = base / table["file"]
-        if not p.is_file():
-            raise FileNotFoundError(f"[{name}] file not found: {p}")
-        return {"array": np.load(p)}
-    return table
-
-
 def load_study(path: str | Path):
-    """(cfg, w, x, options) from a study TOML (see the module docstring)."""
-    from jaxcim.config import load_config
+    """(cfg, w, x, options) of an mvm study with an ``[optimize]`` table (see the module docstring).
 
-    path = Path(path)
-    data = _read_toml(path)
-    cfg = load_config(path, section="crossbar")
-    base = path.parent
-    wt = _array_table(data.get("weights", {}), "weights", base, ("in_features", "out_features", "std", "seed"))
-    if "array" in wt:
-        w = np.asarray(wt["array"], dtype=np.float32)
-    else:
-        rng = np.random.default_rng(int(wt.get("seed", 0)))
-        shape = (int(wt.get("in_features", 256)), int(wt.get("out_features", 256)))
-        w = (rng.standard_normal(shape) * float(wt.get("std", 0.1))).astype(np.float32)
-    xt = _array_table(data.get("inputs", {}), "inputs", base, ("n", "seed"))
-    if "array" in xt:
-        x = np.asarray(xt["array"], dtype=np.float32)
-    else:
-        rng = np.random.default_rng(int(xt.get("seed", 1)))
-        lo = -1.0 if cfg.dac.signed else 0.0
-        x = rng.uniform(lo, 1.0, (int(xt.get("n", 64)), w.shape[0])).astype(np.float32)
-    opts = data.get("optimize", {})
+    Raises:
+      jaxcim.study.StudyError: a missing or bad file, an unknown key, a value out of range.
+    """
+    from jaxcim import study as st
+
+    s, cfg = st.load_study(path)
+    if s["study"] != "mvm":
+        raise st.StudyError(f"jaxcim optimize needs an mvm study (weights, inputs, crossbar), got a "
+                            f"{s['study']!r} study")
+    opts = s["optimize"]
     if not isinstance(opts, dict):
-        raise TypeError(f"[optimize] must be a table, got {type(opts).__name__}")
+        raise st.StudyError(f"[optimize] must be a table, got {type(opts).__name__}")
     unknown = set(opts) - set(OPTIMIZE_KEYS)
     if unknown:
-        raise KeyError(f"unknown key(s) {sorted(unknown)} in [optimize]; valid: {', '.join(OPTIMIZE_KEYS)}")
+        raise st.StudyError(f"unknown key(s) {sorted(unknown)} in [optimize]; valid: {', '.join(OPTIMIZE_KEYS)}")
+    w, x, _ = st.mvm_data(s, cfg.dac.signed)
     opts = dict(opts)
-    out = Path(opts.get("output", path.with_suffix("").name + "_mapping"))
-    opts["output"] = out if out.is_absolute() else base / out
-    return cfg, w, x, opts
+    file = st.resolve_study(path)
+    embedded = file.parent == st.default_study_path().parent
+    out = Path(opts.get("output", f"{s['name']}_mapping"))
+    opts["output"] = out if out.is_absolute() or embedded else file.parent / out
+    return cfg, np.asarray(w), np.asarray(x), opts
 
 
 def add_optimize_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("study", help="study TOML with [crossbar], [weights], [inputs] and [optimize] tables")
+    parser.add_argument("study", help="mvm study TOML (as for jaxcim run) with an [optimize] table, or the "
+                        "embedded study name mvm")
     parser.add_argument("-o", "--output", help="mapping file stem (writes STEM.npz and STEM.json); "
                         "default [optimize].output")
     parser.add_argument("--steps", type=int, help="override [optimize].steps")
@@ -113,10 +80,11 @@ def optimize_command(args: argparse.Namespace) -> int:
     import optax
 
     from jaxcim.optimize import DEFAULT_LEARN, optimize_mapping, save_mapping
+    from jaxcim.study import StudyError
 
     try:
         cfg, w, x, opts = load_study(args.study)
-    except (FileNotFoundError, KeyError, TypeError, ValueError) as e:
+    except StudyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for name in ("steps", "n_instances", "seed"):

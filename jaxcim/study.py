@@ -62,6 +62,7 @@ class StudyType:
 MVM_DEFAULTS: dict[str, Any] = {
     "study": "mvm", "name": "study", "instances": 256, "times": [0.0], "batch": 64, "seed": 0,
     "weights": "gaussian", "in_features": 256, "out_features": 256, "memory_budget": 1 << 30, "chunk_size": 0,
+    "optimize": {},  # read by `jaxcim optimize` (jaxcim.cli_optimize), not by `jaxcim run`
 }
 
 STUDY_TYPES: dict[str, StudyType] = {}  # filled below; other modules add theirs (e.g. "classifier")
@@ -278,7 +279,8 @@ def mvm_data(study: Mapping[str, Any], signed: bool = True):
 
 def fingerprint(study: Mapping[str, Any], cfg, w, mapping: Any = None) -> str:
     """Hash of everything that determines per-instance results (not the instance count or chunking)."""
-    keep = {k: v for k, v in study.items() if k not in ("instances", "memory_budget", "chunk_size", "name")}
+    skip = ("instances", "memory_budget", "chunk_size", "name", "optimize")
+    keep = {k: v for k, v in study.items() if k not in skip}
     h = hashlib.sha256(json.dumps({"study": keep, "crossbar": cfg.to_dict()}, sort_keys=True,
                                   default=_json_default).encode())
     h.update(np.ascontiguousarray(np.asarray(w)).tobytes())

@@ -1,6 +1,5 @@
 """Learned weight mapping: identity limit, target formula, optimization gain on held-out data, files, CLI."""
 
-import argparse
 import json
 
 import jax
@@ -10,7 +9,8 @@ import optax
 import pytest
 
 import jaxcim as jc
-from jaxcim import cli_optimize, optimize
+from jaxcim import cli, optimize
+from jaxcim import study as study_mod
 from jaxcim.optimize import LearnedMapping, init_mapping, load_mapping, optimize_mapping, save_mapping
 
 
@@ -181,21 +181,21 @@ def test_bad_input_fails_early_with_a_clear_message():
         jc.program(cfg, w, key=k, mapping={"col_range": 1.0})
 
 
-def test_cli_optimize_writes_a_mapping_that_simulate_uses(tmp_path, capsys):
+def test_cli_optimize_writes_a_mapping_that_run_and_simulate_use(tmp_path, capsys):
     w, x = _data(32, 16, batch=16)
     np.save(tmp_path / "w.npy", w)
     study = tmp_path / "study.toml"
     study.write_text("""
+weights = "w.npy"
+batch = 16
+seed = 3
+instances = 4
+times = [1.0]
 [crossbar]
 preset = "reram-neurram"
 [crossbar.mapping]
 rows = 32
 cols = 16
-[weights]
-file = "w.npy"
-[inputs]
-n = 16
-seed = 3
 [optimize]
 steps = 3
 n_instances = 2
@@ -203,15 +203,26 @@ n_eval = 2
 times = [1.0]
 output = "out/learned"
 """)
-    parser = argparse.ArgumentParser()
-    cli_optimize.add_optimize_arguments(parser)
-    assert cli_optimize.optimize_command(parser.parse_args([str(study), "--no-progress", "--json"])) == 0
+    assert cli.main(["optimize", str(study), "--no-progress", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 3 and summary["weights"] == [32, 16]
     m = load_mapping(tmp_path / "out" / "learned.npz")
     assert isinstance(m, LearnedMapping)
     cfg = jc.load_config(study, section="crossbar")
     assert jc.simulate(cfg, w, x, key=jax.random.key(0), mapping=m).shape == (16, 16)
+    # the same study file runs with the learned mapping: same weights, same instances as the library call
+    out = tmp_path / "run"
+    assert cli.main(["run", str(study), "--mapping", str(tmp_path / "out" / "learned"), "--out", str(out),
+                     "--quiet"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["learned_mapping"] is True
+    s, cfg = study_mod.load_study(study)
+    w2, x2, key = study_mod.mvm_data(s, True)
+    np.testing.assert_array_equal(np.asarray(w2), w)
+    direct = jc.monte_carlo_stats(cfg, w2, x2, key=key, n=4, times=[1.0], mapping=m,
+                                  chunk_size=res["timings"]["chunk_size"])
+    np.testing.assert_allclose(np.load(out / "instances.npz")["rel_error"], np.asarray(direct["rel_error"]),
+                               rtol=1e-6)
     study.write_text(study.read_text().replace("steps = 3", "stepz = 3"))
-    assert cli_optimize.optimize_command(parser.parse_args([str(study), "--no-progress"])) == 2
+    assert cli.main(["optimize", str(study), "--no-progress"]) == 2
     assert "unknown key(s) ['stepz'] in [optimize]" in capsys.readouterr().err
