@@ -23,24 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from jaxcim.config import load_config
 from jaxcim.energy.hardware import HardwareConfig, Workload, hardware_preset
+from jaxcim.study import read_toml
 
 PARETO_KEYS = ("instances", "batch", "seed")
-
-
-def _read_study(path: str) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"study file not found: {p}")
-    try:
-        return tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{p}: not valid TOML: {e}") from None
 
 
 def hardware_from_dict(data: dict[str, Any]) -> HardwareConfig:
@@ -68,7 +58,7 @@ def workloads_from(data: Any) -> list[Workload]:
 
 def load_study(path: str):
     """(cfg, hw, workloads, pareto table) from a study TOML."""
-    data = _read_study(path)
+    data = read_toml(path)  # StudyError (a ValueError) for a missing or malformed file
     cfg = load_config(path, section="crossbar")
     hw = hardware_from_dict(data.get("hardware", {}))
     if "workload" not in data:
