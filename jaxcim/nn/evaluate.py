@@ -270,7 +270,8 @@ def evaluate(
         ``memory_budget``.
       memory_budget: working memory per chunk, bytes.
       mesh: 1-d mesh with axis ``"instances"`` to shard instances over; default all local devices.
-      progress: show a tqdm progress bar over chunks (runs one compiled call per chunk).
+      progress: show progress over chunks: a tqdm bar on a terminal, plain lines otherwise (runs one compiled
+        call per chunk).
 
     Returns:
       An `AccuracyResult` with ``accuracies`` (n_instances, n_times).
@@ -305,10 +306,13 @@ def evaluate(
     idx = jax.device_put(idx, NamedSharding(mesh, _INSTANCES))
     args = (state, xc, xb, yb, valid, times_arr, key)
     if progress:
-        from tqdm.auto import tqdm
+        from jaxcim.study import Progress  # tqdm on a terminal, plain lines otherwise
 
-        parts = [np.asarray(_run(graphdef, mesh, *args, idx[c:c + 1]))
-                 for c in tqdm(range(n_chunks), desc="chips", unit="chunk")]
+        bar, parts = Progress(n_instances, desc="chips"), []
+        for c in range(n_chunks):
+            parts.append(np.asarray(_run(graphdef, mesh, *args, idx[c:c + 1])))
+            bar.update(min(chunk, n_instances - c * chunk))
+        bar.close()
         acc = np.concatenate(parts, axis=0)
     else:
         acc = np.asarray(_run(graphdef, mesh, *args, idx))
