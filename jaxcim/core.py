@@ -79,6 +79,15 @@ def _is_tracer(a) -> bool:
     return isinstance(a, jax.core.Tracer)
 
 
+def _all(pred, a) -> bool:
+    """Whether ``pred(xp, a)`` holds for every element of a concrete array, evaluated where the array lives
+    (``xp`` = jax.numpy for a device array, which is then not copied to the host; numpy otherwise)."""
+    if isinstance(a, jax.Array):
+        with jax.ensure_compile_time_eval():  # concrete, also when called while tracing an outer function
+            return bool(jnp.all(pred(jnp, a)))
+    return bool(np.all(pred(np, np.asarray(a))))
+
+
 def _check_array(name: str, a, ndim: tuple[int, ...]) -> jax.Array:
     if isinstance(a, CrossbarConfig | CrossbarState):
         raise TypeError(f"{name} must be an array, got {type(a).__name__} (check the argument order)")
@@ -91,7 +100,7 @@ def _check_array(name: str, a, ndim: tuple[int, ...]) -> jax.Array:
         raise ValueError(f"{name} must have {' or '.join(map(str, ndim))} dimensions, got shape {a.shape}")
     if not jnp.issubdtype(a.dtype, jnp.floating) and not jnp.issubdtype(a.dtype, jnp.integer):
         raise TypeError(f"{name} must be a real float array, got dtype {a.dtype}")
-    if not _is_tracer(a) and not bool(np.all(np.isfinite(np.asarray(a)))):
+    if not _is_tracer(a) and not _all(lambda xp, a: xp.isfinite(a), a):
         raise ValueError(f"{name} contains NaN or inf values")
     if jnp.issubdtype(a.dtype, jnp.integer):
         a = jnp.asarray(a, dtype=jnp.result_type(float))
@@ -121,7 +130,7 @@ def _check_inputs(cfg: CrossbarConfig, x, in_features: int, name: str = "x") -> 
     if x.shape[-1] != in_features:
         raise ValueError(f"{name} has {x.shape[-1]} features in its last axis but the weights have "
                          f"in_features = {in_features}")
-    if not cfg.dac.signed and not _is_tracer(x) and bool(np.any(np.asarray(x) < 0)):
+    if not cfg.dac.signed and not _is_tracer(x) and not _all(lambda xp, a: a >= 0, x):
         raise ValueError(f"{name} has negative values but dac.signed = false")
     return x
 
@@ -312,8 +321,15 @@ def _read(cfg: CrossbarConfig, state: CrossbarState, x, key, t, *, zeros=frozens
     if dev.model != "ideal" and not is_static_zero(dev.read_noise_scale):
         s_pos = devices.read_sigma(dev, g_pos, state.target_pos, t)
         s_neg = devices.read_sigma(dev, g_neg, state.target_neg, t)
-        g_pos = g_pos + s_pos * rng.normal(k_pos, g_pos.shape, g_pos.dtype)
-        g_neg = g_neg + s_neg * rng.normal(k_neg, g_neg.shape, g_neg.dtype)
+        if cfg.mapping.scheme == "differential" and cfg.circuit.kind == "ideal":
+            # Only G+ - G- is observable (currents, ADC calibration, drift-compensation probe): one normal
+            # with the pair's combined deviation has exactly the distribution of two independent reads.
+            var = s_pos * s_pos + s_neg * s_neg
+            s_pair = jnp.where(var > 0, jnp.sqrt(jnp.where(var > 0, var, 1.0)), 0.0)  # finite gradient at 0
+            g_pos = g_pos + s_pair * rng.normal(k_pos, g_pos.shape, g_pos.dtype)
+        else:
+            g_pos = g_pos + s_pos * rng.normal(k_pos, g_pos.shape, g_pos.dtype)
+            g_neg = g_neg + s_neg * rng.normal(k_neg, g_neg.shape, g_neg.dtype)
     levels, cycle_w, x_scale = _drive_levels(cfg, x)
     i_main, i_ref = _analog(cfg, g_pos, g_neg, levels)
     digital = jax.vmap(lambda a, b: _convert(cfg, state, a, b))(i_main, i_ref) if i_ref is not None else \

@@ -88,14 +88,19 @@ def test_adc_error_within_half_lsb_and_vanishes_with_bits(bits):
         assert _rel(y16, x @ w) < 1e-4
 
 
+def _noise_data(seed: int):
+    """64 x 4 weights in [-1, 1] with a full-scale entry, one input vector, and an instance count."""
+    rng = np.random.default_rng(seed)
+    w = (rng.uniform(-1, 1, (64, 4))).astype(np.float32)
+    w[0, 0] = 1.0
+    x = rng.uniform(-1, 1, (1, 64)).astype(np.float32)
+    x[0, 0] = 1.0
+    return w, x, 4000
+
+
 def test_programming_and_read_noise_moments_match_formula():
     """Ideal converters: Var(y - x w) = sum_i x_i^2 (sigma+^2 + sigma-^2) * (w_scale / dg)^2 (ReRAM, t=1 s)."""
-    n_in, n_out, n = 64, 4, 4000
-    rng = np.random.default_rng(3)
-    w = (rng.uniform(-1, 1, (n_in, n_out))).astype(np.float32)
-    w[0, 0] = 1.0
-    x = rng.uniform(-1, 1, (1, n_in)).astype(np.float32)
-    x[0, 0] = 1.0
+    w, x, n = _noise_data(3)
     cfg = jc.presets.get("reram-neurram").replace(**{
         "dac.bits": 0, "adc.bits": 0, "device.read_noise_scale": 0.0,
         "mapping.rows": 64, "mapping.cols": 4})
@@ -112,6 +117,24 @@ def test_programming_and_read_noise_moments_match_formula():
     gp = g_min + span * np.maximum(w, 0)
     gn = g_min + span * np.maximum(-w, 0)
     var = (x[0, :, None] ** 2 * (sigma(gp) ** 2 + sigma(gn) ** 2)).sum(0) / span**2
+    err = np.asarray(ys) - (x @ w)[0]
+    assert np.all(np.abs(err.mean(0)) < 4 * np.sqrt(var / n))
+    assert np.all(np.abs(err.var(0) / var - 1) < 4 * math.sqrt(2 / n))
+
+
+def test_read_noise_of_a_differential_pair_matches_formula():
+    """Ideal converters, no programming noise: Var(y - x w) = sum_i x_i^2 (0.01 g+)^2 + (0.01 g-)^2) *
+    (w_scale / dg)^2 (NeuRRAM ~1 % read noise); reads of G+ and G- are independent."""
+    w, x, n = _noise_data(4)
+    cfg = jc.presets.get("reram-neurram").replace(**{
+        "dac.bits": 0, "adc.bits": 0, "device.prog_noise_scale": 0.0, "mapping.rows": 64, "mapping.cols": 4})
+    keys = jax.random.split(jax.random.key(8), n)
+    ys = jax.jit(jax.vmap(lambda k: jc.simulate(cfg, w, x, key=k, t=1.0)))(keys)[:, 0, :]
+    g_min, g_max = 1e-6, 40e-6
+    span = g_max - g_min
+    gp = g_min + span * np.maximum(w, 0)
+    gn = g_min + span * np.maximum(-w, 0)
+    var = (x[0, :, None] ** 2 * 0.01**2 * (gp**2 + gn**2)).sum(0) / span**2
     err = np.asarray(ys) - (x @ w)[0]
     assert np.all(np.abs(err.mean(0)) < 4 * np.sqrt(var / n))
     assert np.all(np.abs(err.var(0) / var - 1) < 4 * math.sqrt(2 / n))
