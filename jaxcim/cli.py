@@ -201,7 +201,7 @@ def sweep_command(args: argparse.Namespace) -> int:
                    for n, v in zip(names, combo, strict=True)}
         c = cfg.replace(**changes)
         errs = mc.monte_carlo_stats(c, w, x, key=key, n=study["instances"], times=times,
-                                    memory_budget=study["memory_budget"])
+                                    memory_budget=study["memory_budget"] or None)  # 0: the default
         s = {k: np.asarray(v) for k, v in mc.summarize_errors(errs).items() if not k.startswith("col")}
         for i, t in enumerate(times):
             rows.append({**dict(zip(names, combo, strict=True)), "t": t,

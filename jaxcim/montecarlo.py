@@ -39,8 +39,14 @@ from jaxcim.config import CrossbarConfig, static_zeros, with_static_zeros
 from jaxcim.core import _check_array, _check_cfg, _check_inputs, _check_key, _check_t, program, read
 
 DEFAULT_MEMORY_BUDGET = 1 << 30
-"""Working memory per chunk, bytes (1 GiB): small enough for a laptop or a 24 GB GPU next to its other
-buffers; chunks of a few hundred 256x256 instances are large enough to keep a CPU or GPU busy."""
+"""Working memory per chunk on CPUs, bytes (1 GiB): small enough for a laptop; chunks of a few hundred 256x256
+instances keep a CPU busy. Accelerators get a share of their own memory instead (`default_memory_budget`)."""
+
+ACCELERATOR_MEMORY_FRACTION = 0.25
+"""Share of each accelerator's memory (``memory_stats()["bytes_limit"]``) a chunk may use by default: leaves
+room for the caller's arrays and XLA's buffers. On an 80 GB H100 (XLA's limit: 75 % of it) this gives ~15 GiB
+and chunks of ~3,300 256x256 instances, where 1 GiB chunks (224 instances) ran ~10x fewer instances/s
+(NeuRRAM preset, n = 65536: 27,500/s vs 363,000/s; benchmarks/README.md)."""
 
 _CELL_ARRAYS = 5
 """Live per-cell arrays of one instance (programmed G, drift/relaxation parameters, noise words), an upper
@@ -104,6 +110,24 @@ def chunk_size_for(memory_budget: int, per_instance: int, n: int, n_devices: int
     return max(c, n_devices)
 
 
+def default_memory_budget(devices: Sequence[jax.Device] | None = None) -> int:
+    """Default working memory per chunk, bytes: 1 GiB on CPUs (`DEFAULT_MEMORY_BUDGET`); on accelerators
+    `ACCELERATOR_MEMORY_FRACTION` of the smallest device's memory times the number of devices (a chunk is
+    split evenly over them)."""
+    devs = list(devices) if devices is not None else jax.devices()
+    limits = []
+    for d in devs:
+        if d.platform == "cpu":
+            return DEFAULT_MEMORY_BUDGET
+        try:
+            limits.append(int((d.memory_stats() or {}).get("bytes_limit", 0)))
+        except Exception:  # backends without memory statistics
+            limits.append(0)
+    if not limits or min(limits) <= 0:
+        return DEFAULT_MEMORY_BUDGET
+    return max(DEFAULT_MEMORY_BUDGET, int(ACCELERATOR_MEMORY_FRACTION * min(limits)) * len(limits))
+
+
 def default_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A 1-d mesh with axis ``"instances"`` over ``devices`` (default all devices, all hosts)."""
     devs = np.asarray(list(devices) if devices is not None else jax.devices())
@@ -160,7 +184,8 @@ def iter_chunks(
     cfg: CrossbarConfig, w: jax.Array, x: jax.Array, *, key: jax.Array, n: int, t=0.0,
     times: Sequence[float] | None = None, reduce: Callable[[jax.Array, Any], Any] | None = None, aux: Any = None,
     x_calib: jax.Array | None = None, scale: jax.Array | None = None, mapping: Any = None, start: int = 0,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET, chunk_size: int | None = None, mesh: Mesh | None = None,
+    memory_budget: int | None = None, chunk_size: int | None = None, mesh: Mesh | None = None,
+    keep_padding: bool = False,
 ) -> Iterator[tuple[int, int, Any]]:
     """Run instances ``start .. n-1`` chunk by chunk; yields ``(first, stop, result)`` per chunk.
 
@@ -168,7 +193,8 @@ def iter_chunks(
     ``reduce(y, aux)`` of each instance's (n_times, batch, out) outputs stacked along a leading axis.
     This is what `monte_carlo`, `monte_carlo_stats` and ``jaxcim run`` (progress, checkpoints) are built on;
     arguments as in `monte_carlo`. ``reduce`` is a static argument of the compiled chunk: define it once
-    (a new lambda per call recompiles); pass arrays it needs as ``aux``.
+    (a new lambda per call recompiles); pass arrays it needs as ``aux``. ``keep_padding=True`` yields the
+    last chunk at full size too (its padding repeats instance n - 1), which avoids a device-side slice.
     """
     w, x, n, x_calib, scale, chunk_size = _validate(cfg, w, x, key, n, x_calib, scale, memory_budget, chunk_size,
                                                     mapping)
@@ -179,6 +205,8 @@ def iter_chunks(
     mesh = mesh if mesh is not None else default_mesh()
     n_dev = mesh.devices.size
     if chunk_size is None:
+        if memory_budget is None:
+            memory_budget = default_memory_budget(mesh.devices.flat)
         per = instance_bytes(cfg, w.shape[0], w.shape[1], x.shape[0] if x.ndim == 2 else 1, times_arr.shape[0],
                              jnp.dtype(w.dtype).itemsize)
         chunk_size = chunk_size_for(memory_budget, per, n, n_dev)
@@ -194,27 +222,45 @@ def iter_chunks(
     zeros = static_zeros(cfg)
     rep = NamedSharding(mesh, PartitionSpec())
     w, x, x_calib, scale, mapping, key, times_arr, aux = jax.tree.map(
-        lambda a: a if isinstance(a, jax.core.Tracer) else jax.device_put(a, rep),
-        (w, x, x_calib, scale, mapping, key, times_arr, aux))
+        lambda a: a if isinstance(a, jax.core.Tracer) or getattr(a, "sharding", None) == rep
+        else jax.device_put(a, rep), (w, x, x_calib, scale, mapping, key, times_arr, aux))
     for first in range(start, n, chunk_size):
         stop = min(first + chunk_size, n)
         out = _chunk(cfg, w, x, x_calib, scale, mapping, key,
                      jnp.uint32(first), jnp.uint32(n), times_arr, aux, reduce=reduce, mesh=mesh, size=chunk_size,
                      zeros=zeros)
-        if stop - first < chunk_size:
+        if stop - first < chunk_size and not keep_padding:
             out = jax.tree.map(lambda a, k=stop - first: a[:k], out)
         yield first, stop, out
 
 
-def _concat(parts):
-    return jax.tree.map(lambda *a: jnp.concatenate(a, axis=0), *parts)
+_HOST_GATHER_BYTES = 1 << 28
+"""Chunk results up to this size (bytes, all chunks together) are joined on the host: device-side concatenate,
+slice and squeeze compile once per new shape, ~50-100 ms each on a GPU (measured on an H100: ~0.4 s per
+`monte_carlo_stats` call with a new n), which dominated studies of a few thousand instances."""
+
+
+def _gather(parts: list, n: int, single: bool):
+    """Join padded chunk results (leading axis: instances) into n instances; drop the time axis if single."""
+    leaves = jax.tree.leaves(parts)
+    nbytes = sum(a.size * a.dtype.itemsize for a in leaves)
+    on_host = all(not isinstance(a, jax.core.Tracer) and a.is_fully_addressable for a in leaves)
+    if on_host and nbytes <= _HOST_GATHER_BYTES:
+        def join(*a):
+            out = np.concatenate([np.asarray(b) for b in a], axis=0)[:n]
+            return jnp.asarray(out[:, 0] if single else out)
+    else:
+        def join(*a):
+            out = jnp.concatenate(a, axis=0)[:n]
+            return out[:, 0] if single else out
+    return jax.tree.map(join, *parts)
 
 
 def monte_carlo(
     cfg: CrossbarConfig, w: jax.Array, x: jax.Array, *, key: jax.Array, n: int, t=0.0,
     times: Sequence[float] | None = None, reduce: Callable[[jax.Array, Any], Any] | None = None, aux: Any = None,
     x_calib: jax.Array | None = None, scale: jax.Array | None = None, mapping: Any = None,
-    memory_budget: int = DEFAULT_MEMORY_BUDGET, chunk_size: int | None = None, mesh: Mesh | None = None,
+    memory_budget: int | None = None, chunk_size: int | None = None, mesh: Mesh | None = None,
 ) -> Any:
     """Outputs of ``n`` device instances of the crossbar: program ``w``, read with ``x``.
 
@@ -232,7 +278,8 @@ def monte_carlo(
       x_calib, scale: as in `jaxcim.program`.
       mapping: a learned mapping (`jaxcim.LearnedMapping`, from `jaxcim.optimize_mapping` or
         `jaxcim.load_mapping`), as in `jaxcim.program`; None: the plain mapping of ``cfg.mapping``.
-      memory_budget: working memory per chunk, bytes; sets the chunk size.
+      memory_budget: working memory per chunk, bytes; sets the chunk size. Default: 1 GiB on CPUs, a quarter
+        of the devices' memory on accelerators (`default_memory_budget`).
       chunk_size: instances per chunk (overrides ``memory_budget``); rounded up to a multiple of the devices.
       mesh: a `jax.sharding.Mesh` with an ``"instances"`` axis; default all devices.
 
@@ -243,11 +290,8 @@ def monte_carlo(
     _, single = _as_times(t, times)
     parts = [out for _, _, out in iter_chunks(
         cfg, w, x, key=key, n=n, t=t, times=times, reduce=reduce, aux=aux, x_calib=x_calib, scale=scale,
-        mapping=mapping, memory_budget=memory_budget, chunk_size=chunk_size, mesh=mesh)]
-    out = _concat(parts) if len(parts) > 1 else parts[0]
-    if reduce is None and single:
-        out = out[:, 0]
-    return out
+        mapping=mapping, memory_budget=memory_budget, chunk_size=chunk_size, mesh=mesh, keep_padding=True)]
+    return _gather(parts, n, reduce is None and single)
 
 
 # ----------------------------------------------------------------------------------------- statistics
@@ -296,10 +340,9 @@ def monte_carlo_stats(
         reference = jnp.matmul(jnp.atleast_2d(xw), _check_array("w", w, (2,)),
                                precision=jax.lax.Precision.HIGHEST)
     reference = jnp.atleast_2d(jnp.asarray(reference))
-    out = monte_carlo(cfg, w, x, key=key, n=n, t=t, times=times, reduce=_error_stats, aux=reference, **kwargs)
-    if single:
-        out = jax.tree.map(lambda a: a[:, 0], out)
-    return out
+    parts = [out for _, _, out in iter_chunks(cfg, w, x, key=key, n=n, t=t, times=times, reduce=_error_stats,
+                                               aux=reference, keep_padding=True, **kwargs)]
+    return _gather(parts, n, single)
 
 
 PERCENTILES = (5.0, 50.0, 95.0)
@@ -350,6 +393,7 @@ def summarize(ys: jax.Array, reference: jax.Array) -> dict[str, jax.Array]:
 
 
 __all__ = [
-    "DEFAULT_MEMORY_BUDGET", "chunk_size_for", "default_mesh", "instance_bytes", "instance_key", "iter_chunks",
-    "monte_carlo", "monte_carlo_stats", "relative_errors", "summarize", "summarize_errors",
+    "ACCELERATOR_MEMORY_FRACTION", "DEFAULT_MEMORY_BUDGET", "chunk_size_for", "default_memory_budget",
+    "default_mesh", "instance_bytes", "instance_key", "iter_chunks", "monte_carlo", "monte_carlo_stats",
+    "relative_errors", "summarize", "summarize_errors",
 ]

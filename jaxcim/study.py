@@ -12,7 +12,7 @@ A study file is TOML: study keys at the top level and the crossbar under ``[cros
     weights = "gaussian"       # N(0, 1/in_features) weights drawn from the seed, or a .npy path
     in_features = 256          # shape of gaussian weights
     out_features = 256
-    memory_budget = 1e9        # working memory per chunk, bytes
+    memory_budget = 0          # working memory per chunk, bytes (0: 1 GiB on CPU, 1/4 of GPU/TPU memory)
     chunk_size = 0             # instances per chunk (0: from memory_budget)
     [crossbar]
     preset = "pcm-ibm"
@@ -61,7 +61,7 @@ class StudyType:
 
 MVM_DEFAULTS: dict[str, Any] = {
     "study": "mvm", "name": "study", "instances": 256, "times": [0.0], "batch": 64, "seed": 0,
-    "weights": "gaussian", "in_features": 256, "out_features": 256, "memory_budget": 1 << 30, "chunk_size": 0,
+    "weights": "gaussian", "in_features": 256, "out_features": 256, "memory_budget": 0, "chunk_size": 0,
     "optimize": {},  # read by `jaxcim optimize` (jaxcim.cli_optimize), not by `jaxcim run`
 }
 
@@ -147,7 +147,7 @@ def check_mvm(study: dict[str, Any], base: Path | None = None) -> dict[str, Any]
     s["seed"] = _number("seed", s["seed"], 0, integer=True)
     s["in_features"] = _number("in_features", s["in_features"], 1, integer=True)
     s["out_features"] = _number("out_features", s["out_features"], 1, integer=True)
-    s["memory_budget"] = _number("memory_budget", s["memory_budget"], 0, lo_open=True)
+    s["memory_budget"] = _number("memory_budget", s["memory_budget"], 0)
     s["chunk_size"] = _number("chunk_size", s["chunk_size"], 0, integer=True)
     times = s["times"]
     if isinstance(times, int | float) and not isinstance(times, bool):
@@ -400,9 +400,9 @@ def run_mvm(study: dict[str, Any], cfg, out: str | Path, *, resume: bool = False
     ckpt.mkdir(exist_ok=True)
     mesh = mc.default_mesh()
     if chunk_size is None:
+        budget = study["memory_budget"] or mc.default_memory_budget(mesh.devices.flat)
         chunk_size = study["chunk_size"] or mc.chunk_size_for(
-            study["memory_budget"], mc.instance_bytes(cfg, w.shape[0], w.shape[1], x.shape[0], len(times)), n,
-            mesh.devices.size)
+            budget, mc.instance_bytes(cfg, w.shape[0], w.shape[1], x.shape[0], len(times)), n, mesh.devices.size)
         chunk_size = -(-chunk_size // mesh.devices.size) * mesh.devices.size
     atomic_write_json(ckpt / "state.json", {"fingerprint": fp, "chunk_size": chunk_size})
 

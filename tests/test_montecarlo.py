@@ -165,3 +165,18 @@ def test_bad_arrays_fail_early():
         mc.monte_carlo(_cfg(), w, x, key=None, n=2)
     with pytest.raises(ValueError, match="reference.shape"):
         mc.summarize(np.zeros((3, 4, 5)), np.zeros((4, 6)))
+
+
+def test_default_memory_budget_uses_accelerator_memory():
+    class Fake:
+        def __init__(self, platform, limit):
+            self.platform, self.limit = platform, limit
+
+        def memory_stats(self):
+            return None if self.limit is None else {"bytes_limit": self.limit}
+
+    assert mc.default_memory_budget() == mc.DEFAULT_MEMORY_BUDGET  # the test machine's CPU devices
+    gpus = [Fake("gpu", 80 * 10**9), Fake("gpu", 40 * 10**9)]
+    assert mc.default_memory_budget(gpus) == 2 * 10 * 10**9  # a quarter of the smallest, per device
+    assert mc.default_memory_budget([Fake("gpu", None)]) == mc.DEFAULT_MEMORY_BUDGET
+    assert mc.default_memory_budget([Fake("tpu", 2 * 10**9)]) == mc.DEFAULT_MEMORY_BUDGET  # never below 1 GiB

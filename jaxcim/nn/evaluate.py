@@ -32,11 +32,13 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxcim import mapping
+from jaxcim.montecarlo import default_memory_budget
 from jaxcim.nn.convert import analogize
 from jaxcim.nn.layers import SHAPE_LOG, _layers_or_raise, program, set_mode, set_time
 
 DEFAULT_MEMORY_BUDGET = 1 << 30
-"""Working memory per chunk of instances, bytes (1 GiB)."""
+"""Working memory per chunk of instances on CPUs, bytes (1 GiB); accelerators get a share of their own
+memory (`jaxcim.montecarlo.default_memory_budget`)."""
 
 _CELL_ARRAYS = 16
 """Live per-cell float arrays of one programmed layer (G+/G-, targets, drift parameters, noisy copies while
@@ -248,7 +250,7 @@ def _run(graphdef, mesh, state, x_calib, xb, yb, valid, times, key, idx):
 def evaluate(
     model: Any, cfg: Any, data: tuple[Any, Any], *, key: jax.Array, n_instances: int = 256,
     times: Sequence[float] = (1.0,), x_calib: Any = None, batch_size: int | None = None,
-    chunk_size: int | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET, mesh: Mesh | None = None,
+    chunk_size: int | None = None, memory_budget: int | None = None, mesh: Mesh | None = None,
     progress: bool = False,
 ) -> AccuracyResult:
     """Accuracy of ``model`` on ``data`` for ``n_instances`` chip instances at every time in ``times``.
@@ -268,7 +270,8 @@ def evaluate(
         sees the same read-noise draw); default all.
       chunk_size: instances per vmapped chunk (rounded up to a multiple of the device count); default from
         ``memory_budget``.
-      memory_budget: working memory per chunk, bytes.
+      memory_budget: working memory per chunk, bytes; default 1 GiB on CPUs, a quarter of the devices' memory
+        on accelerators (`jaxcim.montecarlo.default_memory_budget`).
       mesh: 1-d mesh with axis ``"instances"`` to shard instances over; default all local devices.
       progress: show progress over chunks: a tqdm bar on a terminal, plain lines otherwise (runs one compiled
         call per chunk).
@@ -280,7 +283,8 @@ def evaluate(
     x, y = _check_data(data)
     n_instances = _check_int("n_instances", n_instances, 1)
     times_arr = _check_times(times)
-    memory_budget = _check_int("memory_budget", memory_budget, 1)
+    if memory_budget is not None:
+        memory_budget = _check_int("memory_budget", memory_budget, 1)
     batch = x.shape[0] if batch_size is None else min(_check_int("batch_size", batch_size, 1), x.shape[0])
     xc = x[:128] if x_calib is None else _check_calib(x_calib, x.shape[1:])
     mesh = default_mesh() if mesh is None else mesh
@@ -295,6 +299,8 @@ def evaluate(
     digital_acc = float(jnp.mean(jnp.argmax(digital(x), axis=-1) == y))
 
     if chunk_size is None:
+        if memory_budget is None:
+            memory_budget = default_memory_budget(mesh.devices.flat)
         per = instance_bytes(analog, x[:batch], len(times_arr))
         chunk_size = max(1, min(memory_budget // max(per, 1), n_instances))
     chunk = -(-_check_int("chunk_size", chunk_size, 1) // n_dev) * n_dev
