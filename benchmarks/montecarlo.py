@@ -2,8 +2,10 @@
 
 For each preset (NeuRRAM ReRAM, IBM PCM, read 1 h after programming) and instance count n, runs
 ``jc.monte_carlo_stats`` (per-instance relative errors only) and reports instances/s, next to the floor:
-the time to merely draw the same number of normal random numbers per instance (6 x 65536: programming
-noise, drift/relaxation parameters and read noise of G+ and G-), once with ``jax.random.normal``
+the time to merely draw the same number of normal random numbers per instance (5 x 65536: programming
+noise and drift/relaxation parameters of G+ and G-, and one read-noise draw per pair: on an ideal differential
+circuit only G+ - G- is observable, so `jaxcim.core` draws the pair's read noise once with the combined
+deviation), once with ``jax.random.normal``
 (threefry) and once with jaxcim's sampler (`jaxcim.rng.normal`, what the simulation uses). Compile time is
 reported apart (the first call at each chunk size).
 
@@ -32,7 +34,7 @@ from jaxcim import rng
 
 ROWS = COLS = 256
 BATCH = 64
-DRAWS = (6, ROWS * COLS)
+DRAWS = (5, ROWS * COLS)
 T_READ = 3600.0
 
 
@@ -67,7 +69,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small n only (256, 1024)")
     p.add_argument("--sizes", type=str, default=None, help="comma-separated instance counts")
-    p.add_argument("--budget", type=float, default=mc.DEFAULT_MEMORY_BUDGET, help="memory budget per chunk, B")
+    p.add_argument("--budget", type=float, default=None,
+                   help="memory budget per chunk, B (default: jaxcim's, 1 GiB on CPU, 1/4 of GPU memory)")
+    p.add_argument("--repeat", type=int, default=2, help="timed runs per size (best kept; the first call at a "
+                   "new n also pays one-time costs)")
+    p.add_argument("--presets", default="reram-neurram,pcm-ibm", help="comma-separated preset names")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "montecarlo.json")
     args = p.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
@@ -77,17 +83,18 @@ def main(argv=None):
     w = jax.random.normal(kw, (ROWS, COLS)) / np.sqrt(ROWS)
     x = jax.random.uniform(kx, (BATCH, ROWS), minval=-1.0, maxval=1.0)
     rows = []
-    for preset in ("reram-neurram", "pcm-ibm"):
+    for preset in args.presets.split(","):
         cfg = jc.presets.get(preset)
         per = mc.instance_bytes(cfg, ROWS, COLS, BATCH)
+        budget = args.budget or mc.default_memory_budget()
         for n in sizes:
-            chunk = mc.chunk_size_for(args.budget, per, n, len(jax.devices()))
+            chunk = mc.chunk_size_for(budget, per, n, len(jax.devices()))
             t0 = time.perf_counter()
             jax.block_until_ready(mc.monte_carlo_stats(cfg, w, x, key=jax.random.key(2), n=chunk, t=T_READ,
                                                        chunk_size=chunk))
             first_s = time.perf_counter() - t0
             run_s = _time(lambda cfg=cfg, n=n, chunk=chunk: mc.monte_carlo_stats(
-                cfg, w, x, key=jax.random.key(3), n=n, t=T_READ, chunk_size=chunk))
+                cfg, w, x, key=jax.random.key(3), n=n, t=T_READ, chunk_size=chunk), args.repeat)
             rate = n / run_s
             compile_s = max(first_s - chunk / rate, 0.0)
             f_jax, _ = floor_rate(lambda k, s: jax.random.normal(k, s), n, chunk)
@@ -112,7 +119,7 @@ def main(argv=None):
         benchmark="montecarlo", jax_version=jax.__version__, jaxcim_version=jc.__version__,
         device=str(jax.devices()[0].device_kind), platform=jax.default_backend(), n_devices=len(jax.devices()),
         cpu_count=os.cpu_count(), machine=platform.machine(), array=[ROWS, COLS], batch=BATCH, t_read_s=T_READ,
-        draws_per_instance=int(np.prod(DRAWS)), memory_budget_bytes=args.budget,
+        draws_per_instance=int(np.prod(DRAWS)), memory_budget_bytes=args.budget or mc.default_memory_budget(),
         note="MC/floor time = MC time / time to draw the same normals with jax.random (< 1: faster);"
              " shared 2-core CPU: timings noisy when other jobs run",
     )
