@@ -46,7 +46,7 @@ ACCELERATOR_MEMORY_FRACTION = 0.25
 """Share of each accelerator's memory (``memory_stats()["bytes_limit"]``) a chunk may use by default: leaves
 room for the caller's arrays and XLA's buffers. On an 80 GB H100 (XLA's limit: 75 % of it) this gives ~15 GiB
 and chunks of ~3,300 256x256 instances, where 1 GiB chunks (224 instances) ran ~10x fewer instances/s
-(NeuRRAM preset, n = 65536: 27,500/s vs 363,000/s; benchmarks/README.md)."""
+(NeuRRAM preset, n = 65536: 27,500/s vs 363,000-381,000/s; benchmarks/README.md)."""
 
 _CELL_ARRAYS = 5
 """Live per-cell arrays of one instance (programmed G, drift/relaxation parameters, noise words), an upper

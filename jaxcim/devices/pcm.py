@@ -70,13 +70,13 @@ def drift(g, nu, t, t0=T0):
     Returns:
       conductances at time t, S. For nu = 0.049: x0.775 after 1 h, x0.664 after 1 day, x0.497 after 1 year.
     """
-    return g * ((t + t0) / t0) ** (-nu)
+    return g * jnp.exp(-nu * jnp.log((t + t0) / t0))  # one log for the scalar t, one exp per cell
 
 
 def read_noise_q(g_target, g_max=G_MAX_REF):
     """1/f read-noise amplitude Qs = min(0.0088 / x**0.65, 0.2), x = G_target / g_max (Joshi 2020)."""
-    x = jnp.clip(g_target / g_max, 1e-6, None)
-    return jnp.minimum(0.0088 / x**0.65, 0.2)
+    lx = jnp.log(jnp.clip(g_target / g_max, 1e-6, None))  # the same log as `drift_nu_stats` (XLA shares it)
+    return jnp.minimum(0.0088 * jnp.exp(-0.65 * lx), 0.2)
 
 
 def read_noise_sigma(g, g_target, t, g_max=G_MAX_REF, t_read=T_READ):
