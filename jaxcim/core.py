@@ -147,11 +147,17 @@ def _tile_inputs(cfg: CrossbarConfig, u: jax.Array) -> jax.Array:
     return u.reshape(u.shape[:-1] + (tr, rows))
 
 
+def _difference_only(cfg: CrossbarConfig) -> bool:
+    """Whether every analog output depends on G+ and G- only through G+ - G- (differential mapping, ideal
+    circuit): `_raw_currents` then reads the difference, and `_read` draws one read-noise normal per pair."""
+    return cfg.mapping.scheme == "differential" and cfg.circuit.kind == "ideal"
+
+
 def _raw_currents(cfg: CrossbarConfig, g_pos, g_neg, v):
     """Analog outputs per array before the ADC: (I_pos - I_neg) for differential, (I_pos, I_neg) for offset."""
+    if _difference_only(cfg):
+        return array_currents(cfg.circuit, g_pos - g_neg, v), None
     if cfg.mapping.scheme == "differential":
-        if cfg.circuit.kind == "ideal":
-            return array_currents(cfg.circuit, g_pos - g_neg, v), None
         return array_currents(cfg.circuit, g_pos, v) - array_currents(cfg.circuit, g_neg, v), None
     return array_currents(cfg.circuit, g_pos, v), array_currents(cfg.circuit, g_neg, v)
 
@@ -321,7 +327,7 @@ def _read(cfg: CrossbarConfig, state: CrossbarState, x, key, t, *, zeros=frozens
     if dev.model != "ideal" and not is_static_zero(dev.read_noise_scale):
         s_pos = devices.read_sigma(dev, g_pos, state.target_pos, t)
         s_neg = devices.read_sigma(dev, g_neg, state.target_neg, t)
-        if cfg.mapping.scheme == "differential" and cfg.circuit.kind == "ideal":
+        if _difference_only(cfg):
             # Only G+ - G- is observable (currents, ADC calibration, drift-compensation probe): one normal
             # with the pair's combined deviation has exactly the distribution of two independent reads.
             var = s_pos * s_pos + s_neg * s_neg
