@@ -137,25 +137,86 @@ def default_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
 # ----------------------------------------------------------------------------------------- kernels
 
 
-def _one_instance(cfg, w, x, x_calib, scale, learned, key, times):
-    """(n_times, batch, out) outputs of one instance: programmed once, read at every time."""
-    k_prog, k_read = jax.random.split(key)
-    state = program(cfg, w, key=k_prog, x_calib=x_calib, scale=scale, mapping=learned)
+def _program_instance(cfg, w, x_calib, scale, learned, key):
+    """The programmed state of the instance with key ``key`` (what it needs to be read; no `ProgramInfo`)."""
+    k_prog, _ = jax.random.split(key)
+    return program(cfg, w, key=k_prog, x_calib=x_calib, scale=scale, mapping=learned).replace(info=None)
+
+
+def _read_instance(cfg, state, x, key, times):
+    """(n_times, batch, out) outputs of a programmed instance read at every time."""
+    _, k_read = jax.random.split(key)
     return jax.vmap(lambda t: read(cfg, state, x, key=k_read, t=t))(times)
+
+
+def _state_axes(state):
+    """vmap axes of a chunk's states: the target conductances are functions of (w, scale, mapping) alone and
+    kept once; every other field has one entry per instance."""
+    per_instance = ("g_pos", "g_neg", "time_pos", "time_neg", "coeffs", "w_scale", "adc_range", "adc_offset",
+                    "adc_gain", "probe0", "out_gain", "out_offset")
+    return state.replace(target_pos=None, target_neg=None, info=None, **dict.fromkeys(per_instance, 0))
+
+
+def _instance_ids(start, n, size, mesh):
+    idx = start + jnp.arange(size, dtype=jnp.uint32)
+    idx = jnp.minimum(idx, n - 1)  # padding instances repeat the last one and are dropped by the caller
+    return jax.lax.with_sharding_constraint(idx, NamedSharding(mesh, PartitionSpec("instances")))
 
 
 @partial(jax.jit, static_argnames=("reduce", "mesh", "size", "zeros"))
 def _chunk(cfg, w, x, x_calib, scale, learned, key, start, n, times, aux, *, reduce, mesh, size, zeros):
+    """One chunk as one compiled program (accelerators): programming and reading fused."""
     cfg = with_static_zeros(cfg, zeros)  # features that are off draw no random numbers
-    idx = start + jnp.arange(size, dtype=jnp.uint32)
-    idx = jnp.minimum(idx, n - 1)  # padding instances repeat the last one and are dropped by the caller
-    idx = jax.lax.with_sharding_constraint(idx, NamedSharding(mesh, PartitionSpec("instances")))
 
     def one(i):
-        y = _one_instance(cfg, w, x, x_calib, scale, learned, instance_key(key, i), times)
+        k = instance_key(key, i)
+        y = _read_instance(cfg, _program_instance(cfg, w, x_calib, scale, learned, k), x, k, times)
         return y if reduce is None else reduce(y, aux)
 
-    return jax.vmap(one)(idx)
+    return jax.vmap(one)(_instance_ids(start, n, size, mesh))
+
+
+@partial(jax.jit, static_argnames=("mesh", "size", "zeros"))
+def _chunk_program(cfg, w, x_calib, scale, learned, key, start, n, *, mesh, size, zeros):
+    """Programmed states of a chunk's instances (first stage of `_chunk_in_stages`)."""
+    cfg = with_static_zeros(cfg, zeros)
+    idx = _instance_ids(start, n, size, mesh)
+
+    def one(i):
+        return _program_instance(cfg, w, x_calib, scale, learned, instance_key(key, i))
+
+    axes = _state_axes(jax.eval_shape(one, idx[0]))
+    return jax.vmap(one, out_axes=axes)(idx)
+
+
+@partial(jax.jit, static_argnames=("reduce", "mesh", "size", "zeros"))
+def _chunk_read(cfg, states, x, key, start, n, times, aux, *, reduce, mesh, size, zeros):
+    """Outputs (or ``reduce``d outputs) of a chunk's programmed instances (second stage)."""
+    cfg = with_static_zeros(cfg, zeros)
+
+    def one(state, i):
+        y = _read_instance(cfg, state, x, instance_key(key, i), times)
+        return y if reduce is None else reduce(y, aux)
+
+    return jax.vmap(one, in_axes=(_state_axes(states), 0))(states, _instance_ids(start, n, size, mesh))
+
+
+def _chunk_in_stages(cfg, w, x, x_calib, scale, learned, key, start, n, times, aux, *, reduce, mesh, size, zeros):
+    """`_chunk` as two compiled programs, programming then reading (CPUs).
+
+    Same instances, same numbers (to float rounding). In the single program, XLA's CPU fusion recomputes the
+    programmed conductances' random draws (hashing, inverse-erf polynomial) inside each of their consumers
+    (the ADC calibration, the drift-compensation probe, the read) and reads stored parts of them in transposed
+    order; storing the states between two programs avoids both: PCM ~1.9x, ReRAM ~1.6x instances/s on 2 cores
+    (benchmarks/README.md). Accelerators keep the single program, the one measured there (the staged form has
+    not been timed on a GPU).
+    """
+    states = _chunk_program(cfg, w, x_calib, scale, learned, key, start, n, mesh=mesh, size=size, zeros=zeros)
+    return _chunk_read(cfg, states, x, key, start, n, times, aux, reduce=reduce, mesh=mesh, size=size, zeros=zeros)
+
+
+def _runs_in_stages(mesh: Mesh) -> bool:
+    return all(d.platform == "cpu" for d in mesh.devices.flat)
 
 
 def _validate(cfg, w, x, key, n, x_calib, scale, memory_budget, chunk_size, learned=None):
@@ -224,11 +285,12 @@ def iter_chunks(
     w, x, x_calib, scale, mapping, key, times_arr, aux = jax.tree.map(
         lambda a: a if isinstance(a, jax.core.Tracer) or getattr(a, "sharding", None) == rep
         else jax.device_put(a, rep), (w, x, x_calib, scale, mapping, key, times_arr, aux))
+    run = _chunk_in_stages if _runs_in_stages(mesh) else _chunk
     for first in range(start, n, chunk_size):
         stop = min(first + chunk_size, n)
-        out = _chunk(cfg, w, x, x_calib, scale, mapping, key,
-                     jnp.uint32(first), jnp.uint32(n), times_arr, aux, reduce=reduce, mesh=mesh, size=chunk_size,
-                     zeros=zeros)
+        out = run(cfg, w, x, x_calib, scale, mapping, key,
+                  jnp.uint32(first), jnp.uint32(n), times_arr, aux, reduce=reduce, mesh=mesh, size=chunk_size,
+                  zeros=zeros)
         if stop - first < chunk_size and not keep_padding:
             out = jax.tree.map(lambda a, k=stop - first: a[:k], out)
         yield first, stop, out
