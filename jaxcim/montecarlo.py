@@ -17,8 +17,9 @@ exact, and the result at time ``t`` is the same whichever other times are in the
 
 Instances are processed in chunks whose size comes from ``memory_budget`` (bytes of working memory per
 chunk), padded to a multiple of the device count. Each chunk is one call of a jit-compiled function of
-(config leaves, weights, inputs, instance indices, times): sweeping traced config leaves (noise scales,
-ADC range, wire resistance) or times reuses one compilation. Instance indices are sharded over a
+(config leaves, weights, inputs, instance indices, times) (on CPUs two: programming, then reading, which XLA's
+CPU fusion runs ~1.6-1.9x faster): sweeping traced config leaves (noise scales, ADC range, wire resistance) or
+times reuses one compilation. Instance indices are sharded over a
 ``jax.sharding.Mesh`` with one ``"instances"`` axis spanning ``jax.devices()``; on a cluster, call
 ``jax.distributed.initialize()`` first (``jaxcim run --distributed``) and the mesh spans every host.
 """
