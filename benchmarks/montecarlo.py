@@ -11,6 +11,7 @@ reported apart (the first call at each chunk size).
 
     python benchmarks/montecarlo.py --quick      # n = 256, 1024
     python benchmarks/montecarlo.py              # n = 256 ... 65536
+    python benchmarks/montecarlo.py --programs one --sizes 4096   # compare one fused program per chunk
 
 Writes benchmarks/results/montecarlo.json.
 """
@@ -74,8 +75,13 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=2, help="timed runs per size (best kept; the first call at a "
                    "new n also pays one-time costs)")
     p.add_argument("--presets", default="reram-neurram,pcm-ibm", help="comma-separated preset names")
+    p.add_argument("--programs", choices=("auto", "one", "two"), default="auto",
+                   help="compiled programs per chunk: jaxcim's choice (two on CPUs: programming, then reading; one "
+                   "fused program on accelerators), or force one or two to compare them on this machine")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "montecarlo.json")
     args = p.parse_args(argv)
+    if args.programs != "auto":
+        mc._runs_in_stages = lambda mesh, two=args.programs == "two": two  # noqa: E731 (benchmark-only override)
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
         [256, 1024] if args.quick else [256, 1024, 4096, 16384, 65536])
 
@@ -120,6 +126,8 @@ def main(argv=None):
         device=str(jax.devices()[0].device_kind), platform=jax.default_backend(), n_devices=len(jax.devices()),
         cpu_count=os.cpu_count(), machine=platform.machine(), array=[ROWS, COLS], batch=BATCH, t_read_s=T_READ,
         draws_per_instance=int(np.prod(DRAWS)), memory_budget_bytes=args.budget or mc.default_memory_budget(),
+        programs_per_chunk=args.programs if args.programs != "auto" else
+        ("two" if mc._runs_in_stages(mc.default_mesh()) else "one"),
         note="MC/floor time = MC time / time to draw the same normals with jax.random (< 1: faster);"
              " shared 2-core CPU: timings noisy when other jobs run",
     )
