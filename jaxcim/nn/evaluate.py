@@ -36,10 +36,6 @@ from jaxcim.montecarlo import default_memory_budget
 from jaxcim.nn.convert import analogize
 from jaxcim.nn.layers import SHAPE_LOG, _layers_or_raise, program, set_mode, set_time
 
-DEFAULT_MEMORY_BUDGET = 1 << 30
-"""Working memory per chunk of instances on CPUs, bytes (1 GiB); accelerators get a share of their own
-memory (`jaxcim.montecarlo.default_memory_budget`)."""
-
 _CELL_ARRAYS = 16
 """Live per-cell float arrays of one programmed layer (G+/G-, targets, drift parameters, noisy copies while
 reading), an upper estimate from the data path in `jaxcim.core`."""
