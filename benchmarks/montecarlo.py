@@ -5,9 +5,10 @@ For each preset (NeuRRAM ReRAM, IBM PCM, read 1 h after programming) and instanc
 the time to merely draw the same number of normal random numbers per instance (5 x 65536: programming
 noise and drift/relaxation parameters of G+ and G-, and one read-noise draw per pair: on an ideal differential
 circuit only G+ - G- is observable, so `jaxcim.core` draws the pair's read noise once with the combined
-deviation), once with ``jax.random.normal``
-(threefry) and once with jaxcim's sampler (`jaxcim.rng.normal`, what the simulation uses). Compile time is
-reported apart (the first call at each chunk size).
+deviation), once with ``jax.random.normal`` (threefry; summed per instance) and once with jaxcim's sampler
+as the simulation draws them (`jaxcim.rng.normals`: G+ and G- as Box-Muller pairs, two pairs and one single;
+kept in memory, since summing them in the same program hits a slow XLA CPU reduction: ~560 vs ~1400
+instances/s on 2 cores). Compile time is reported apart (the first call at each chunk size).
 
     python benchmarks/montecarlo.py --quick      # n = 256, 1024
     python benchmarks/montecarlo.py              # n = 256 ... 65536
@@ -49,11 +50,11 @@ def _time(fn, repeat=1):
 
 
 def floor_rate(sampler, n, chunk):
-    """Instances/s of drawing DRAWS normals per instance (vmapped over instance keys in chunks)."""
+    """Instances/s of ``sampler(key)`` drawing DRAWS normals per instance (vmapped over instance keys in chunks)."""
     @jax.jit
     def draw(key, start):
         keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(start + jnp.arange(chunk, dtype=jnp.uint32))
-        return jax.vmap(lambda k: jnp.sum(sampler(k, DRAWS)))(keys)
+        return jax.vmap(sampler)(keys)
 
     key = jax.random.key(0)
     t0 = time.perf_counter()
@@ -71,7 +72,7 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="small n only (256, 1024)")
     p.add_argument("--sizes", type=str, default=None, help="comma-separated instance counts")
     p.add_argument("--budget", type=float, default=None,
-                   help="memory budget per chunk, B (default: jaxcim's, 1 GiB on CPU, 1/4 of GPU memory)")
+                   help="memory budget per chunk, B (default: jaxcim's, 256 MiB on CPU, 1/4 of GPU memory)")
     p.add_argument("--repeat", type=int, default=2, help="timed runs per size (best kept; the first call at a "
                    "new n also pays one-time costs)")
     p.add_argument("--presets", default="reram-neurram,pcm-ibm", help="comma-separated preset names")
@@ -103,8 +104,8 @@ def main(argv=None):
                 cfg, w, x, key=jax.random.key(3), n=n, t=T_READ, chunk_size=chunk), args.repeat)
             rate = n / run_s
             compile_s = max(first_s - chunk / rate, 0.0)
-            f_jax, _ = floor_rate(lambda k, s: jax.random.normal(k, s), n, chunk)
-            f_jc, _ = floor_rate(rng.normal, n, chunk)
+            f_jax, _ = floor_rate(lambda k: jnp.sum(jax.random.normal(k, DRAWS)), n, chunk)
+            f_jc, _ = floor_rate(lambda k: rng.normals(k, [DRAWS[1:]] * DRAWS[0]), n, chunk)
             rows.append(dict(preset=preset, n=n, chunk=chunk, compile_s=compile_s, run_s=run_s, inst_per_s=rate,
                              ms_per_inst=1e3 / rate, floor_jax_random_inst_per_s=f_jax,
                              floor_jaxcim_rng_inst_per_s=f_jc, ratio_to_jax_floor=f_jax / rate,

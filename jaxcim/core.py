@@ -228,19 +228,13 @@ def default_calibration_inputs(cfg: CrossbarConfig, in_features: int, key: jax.A
 @partial(jax.jit, static_argnames="zeros")
 def _program(cfg: CrossbarConfig, w, key, x_calib, scale, learned=None, *, zeros=frozenset()):
     cfg = with_static_zeros(cfg, zeros)  # features that are off draw no random numbers
-    k_pos, k_neg, k_tpos, k_tneg, k_adc, k_cal = jax.random.split(key, 6)
+    k_write, k_time, k_adc, k_cal = jax.random.split(key, 4)
     if learned is None:
         t_pos, t_neg, coeffs, w_scale = mapping.conductance_targets(cfg, w, scale)
     else:
         t_pos, t_neg, coeffs, w_scale = learned.conductance_targets(cfg, w, scale)
-    g_pos, info_pos = write(cfg, t_pos, k_pos)
-    g_neg, info_neg = write(cfg, t_neg, k_neg)
-    n_pos, n_neg = t_pos.size, t_neg.size
-    info = jax.tree.map(lambda a, b: (a * n_pos + b * n_neg) / (n_pos + n_neg), info_pos, info_neg)
-    info = info.replace(iterations=jnp.maximum(info_pos.iterations, info_neg.iterations))
-    dev = cfg.device
-    time_pos = devices.sample_time_params(dev, k_tpos, t_pos)
-    time_neg = devices.sample_time_params(dev, k_tneg, t_neg)
+    (g_pos, g_neg), info = write(cfg, (t_pos, t_neg), k_write)  # G+ and G- share their draws' transform
+    time_pos, time_neg = devices.sample_time_params(cfg.device, k_time, (t_pos, t_neg)) or (None, None)
     arrays = g_pos.shape[:3]
     cols = g_pos.shape[-1]
     k_off, k_gain = jax.random.split(k_adc)
@@ -323,7 +317,6 @@ def _read(cfg: CrossbarConfig, state: CrossbarState, x, key, t, *, zeros=frozens
     squeeze = x.ndim == 1
     x = jnp.atleast_2d(x)
     g_pos, g_neg = conductances_at(cfg, state, t)
-    k_pos, k_neg = jax.random.split(key)
     if dev.model != "ideal" and not is_static_zero(dev.read_noise_scale):
         s_pos = devices.read_sigma(dev, g_pos, state.target_pos, t)
         s_neg = devices.read_sigma(dev, g_neg, state.target_neg, t)
@@ -332,10 +325,11 @@ def _read(cfg: CrossbarConfig, state: CrossbarState, x, key, t, *, zeros=frozens
             # with the pair's combined deviation has exactly the distribution of two independent reads.
             var = s_pos * s_pos + s_neg * s_neg
             s_pair = jnp.where(var > 0, jnp.sqrt(jnp.where(var > 0, var, 1.0)), 0.0)  # finite gradient at 0
-            g_pos = g_pos + s_pair * rng.normal(k_pos, g_pos.shape, g_pos.dtype)
+            g_pos = g_pos + s_pair * rng.normal(key, g_pos.shape, g_pos.dtype)
         else:
-            g_pos = g_pos + s_pos * rng.normal(k_pos, g_pos.shape, g_pos.dtype)
-            g_neg = g_neg + s_neg * rng.normal(k_neg, g_neg.shape, g_neg.dtype)
+            z_pos, z_neg = rng.normals(key, (g_pos.shape, g_neg.shape), g_pos.dtype)
+            g_pos = g_pos + s_pos * z_pos
+            g_neg = g_neg + s_neg * z_neg
     levels, cycle_w, x_scale = _drive_levels(cfg, x)
     i_main, i_ref = _analog(cfg, g_pos, g_neg, levels)
     digital = jax.vmap(lambda a, b: _convert(cfg, state, a, b))(i_main, i_ref) if i_ref is not None else \

@@ -45,19 +45,25 @@ def programming_mean(dev: DeviceConfig, g_target: jax.Array) -> jax.Array:
     return jnp.zeros_like(g_target)
 
 
-def sample_time_params(dev: DeviceConfig, key: jax.Array, g_target: jax.Array) -> jax.Array | None:
+def sample_time_params(dev: DeviceConfig, key: jax.Array, g_target):
     """Per-cell random parameters of the time evolution, drawn once when the cell is programmed.
 
     PCM: the drift exponent nu ~ N(mu(G), s(G)) floored at 0. ReRAM: the standard-normal draw of the
-    relaxation increment. Ideal and custom devices: None.
+    relaxation increment. Ideal and custom devices: None. ``g_target`` (S) may be a tuple of arrays (G+ and
+    G- targets), drawn together as in `jaxcim.rng.normals`; the result then has the same structure.
     """
+    if dev.model not in ("pcm-ibm", "reram-wan2022"):
+        return None
+    single = not isinstance(g_target, tuple)
+    targets = (g_target,) if single else g_target
+    z = rng.normals(key, [t.shape for t in targets], targets[0].dtype)
     if dev.model == "pcm-ibm":
-        mu, s = pcm.drift_nu_stats(g_target, dev.g_max)
-        nu = mu + s * rng.normal(key, g_target.shape, g_target.dtype)
-        return jnp.maximum(nu, 0.0)
-    if dev.model == "reram-wan2022":
-        return rng.normal(key, g_target.shape, g_target.dtype)
-    return None
+        def nu(t, z):
+            mu, s = pcm.drift_nu_stats(t, dev.g_max)
+            return jnp.maximum(mu + s * z, 0.0)
+
+        z = tuple(nu(t, z) for t, z in zip(targets, z, strict=True))
+    return z[0] if single else z
 
 
 def at_time(dev: DeviceConfig, g_prog: jax.Array, g_target: jax.Array, params, t) -> jax.Array:
