@@ -39,9 +39,16 @@ from jaxcim import mapping
 from jaxcim.config import CrossbarConfig, static_zeros, with_static_zeros
 from jaxcim.core import _check_array, _check_cfg, _check_inputs, _check_key, _check_t, program, read
 
+CPU_MEMORY_BUDGET = 256 << 20
+"""Working memory per chunk on CPUs, bytes (256 MiB): chunks of ~50 256x256 instances, whose programmed states
+(~1 MB each) stay in the last-level cache between a chunk's two programs (programming, then reading). On the
+project's 2-core Xeon (260 MiB L3), n = 4096, old and new budgets alternated: PCM 771 -> 1090 and ReRAM
+629 -> 1045 instances/s (chunks of 224 -> 56); chunks of 24-96 all ran within ~10 % of each other
+(benchmarks/README.md)."""
+
 DEFAULT_MEMORY_BUDGET = 1 << 30
-"""Working memory per chunk on CPUs, bytes (1 GiB): small enough for a laptop; chunks of a few hundred 256x256
-instances keep a CPU busy. Accelerators get a share of their own memory instead (`default_memory_budget`)."""
+"""Working memory per chunk (1 GiB) on accelerators that report no memory size, and the least an accelerator
+gets (`default_memory_budget`)."""
 
 ACCELERATOR_MEMORY_FRACTION = 0.25
 """Share of each accelerator's memory (``memory_stats()["bytes_limit"]``) a chunk may use by default: leaves
@@ -112,14 +119,14 @@ def chunk_size_for(memory_budget: int, per_instance: int, n: int, n_devices: int
 
 
 def default_memory_budget(devices: Sequence[jax.Device] | None = None) -> int:
-    """Default working memory per chunk, bytes: 1 GiB on CPUs (`DEFAULT_MEMORY_BUDGET`); on accelerators
+    """Default working memory per chunk, bytes: 256 MiB on CPUs (`CPU_MEMORY_BUDGET`); on accelerators
     `ACCELERATOR_MEMORY_FRACTION` of the smallest device's memory times the number of devices (a chunk is
-    split evenly over them)."""
+    split evenly over them), at least `DEFAULT_MEMORY_BUDGET`."""
     devs = list(devices) if devices is not None else jax.devices()
     limits = []
     for d in devs:
         if d.platform == "cpu":
-            return DEFAULT_MEMORY_BUDGET
+            return CPU_MEMORY_BUDGET
         try:
             limits.append(int((d.memory_stats() or {}).get("bytes_limit", 0)))
         except Exception:  # backends without memory statistics
@@ -206,7 +213,7 @@ def _chunk_in_stages(cfg, w, x, x_calib, scale, learned, key, start, n, times, a
     """`_chunk` as two compiled programs, programming then reading (CPUs).
 
     Same instances, same numbers (to float rounding). In the single program, XLA's CPU fusion recomputes the
-    programmed conductances' random draws (hashing, inverse-erf polynomial) inside each of their consumers
+    programmed conductances' random draws (hashing, the normal transform) inside each of their consumers
     (the ADC calibration, the drift-compensation probe, the read) and reads stored parts of them in transposed
     order; storing the states between two programs avoids both: PCM ~1.9x, ReRAM ~1.6x instances/s on 2 cores
     (benchmarks/README.md). Accelerators keep the single program, the one measured there (the staged form has
@@ -341,7 +348,7 @@ def monte_carlo(
       x_calib, scale: as in `jaxcim.program`.
       mapping: a learned mapping (`jaxcim.LearnedMapping`, from `jaxcim.optimize_mapping` or
         `jaxcim.load_mapping`), as in `jaxcim.program`; None: the plain mapping of ``cfg.mapping``.
-      memory_budget: working memory per chunk, bytes; sets the chunk size. Default: 1 GiB on CPUs, a quarter
+      memory_budget: working memory per chunk, bytes; sets the chunk size. Default: 256 MiB on CPUs, a quarter
         of the devices' memory on accelerators (`default_memory_budget`).
       chunk_size: instances per chunk (overrides ``memory_budget``); rounded up to a multiple of the devices.
       mesh: a `jax.sharding.Mesh` with an ``"instances"`` axis; default all devices.
@@ -456,7 +463,7 @@ def summarize(ys: jax.Array, reference: jax.Array) -> dict[str, jax.Array]:
 
 
 __all__ = [
-    "ACCELERATOR_MEMORY_FRACTION", "DEFAULT_MEMORY_BUDGET", "chunk_size_for", "default_memory_budget",
-    "default_mesh", "instance_bytes", "instance_key", "iter_chunks", "monte_carlo", "monte_carlo_stats",
-    "relative_errors", "summarize", "summarize_errors",
+    "ACCELERATOR_MEMORY_FRACTION", "CPU_MEMORY_BUDGET", "DEFAULT_MEMORY_BUDGET", "chunk_size_for",
+    "default_memory_budget", "default_mesh", "instance_bytes", "instance_key", "iter_chunks", "monte_carlo",
+    "monte_carlo_stats", "relative_errors", "summarize", "summarize_errors",
 ]

@@ -12,7 +12,7 @@ A study file is TOML: study keys at the top level and the crossbar under ``[cros
     weights = "gaussian"       # N(0, 1/in_features) weights drawn from the seed, or a .npy path
     in_features = 256          # shape of gaussian weights
     out_features = 256
-    memory_budget = 0          # working memory per chunk, bytes (0: 1 GiB on CPU, 1/4 of GPU/TPU memory)
+    memory_budget = 0          # working memory per chunk, bytes (0: 256 MiB on CPU, 1/4 of GPU/TPU memory)
     chunk_size = 0             # instances per chunk (0: from memory_budget)
     [crossbar]
     preset = "pcm-ibm"

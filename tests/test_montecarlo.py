@@ -206,7 +206,7 @@ def test_default_memory_budget_uses_accelerator_memory():
         def memory_stats(self):
             return None if self.limit is None else {"bytes_limit": self.limit}
 
-    assert mc.default_memory_budget() == mc.DEFAULT_MEMORY_BUDGET  # the test machine's CPU devices
+    assert mc.default_memory_budget() == mc.CPU_MEMORY_BUDGET  # the test machine's CPU devices
     gpus = [Fake("gpu", 80 * 10**9), Fake("gpu", 40 * 10**9)]
     assert mc.default_memory_budget(gpus) == 2 * 10 * 10**9  # a quarter of the smallest, per device
     assert mc.default_memory_budget([Fake("gpu", None)]) == mc.DEFAULT_MEMORY_BUDGET

@@ -266,7 +266,7 @@ def evaluate(
         sees the same read-noise draw); default all.
       chunk_size: instances per vmapped chunk (rounded up to a multiple of the device count); default from
         ``memory_budget``.
-      memory_budget: working memory per chunk, bytes; default 1 GiB on CPUs, a quarter of the devices' memory
+      memory_budget: working memory per chunk, bytes; default 256 MiB on CPUs, a quarter of the devices' memory
         on accelerators (`jaxcim.montecarlo.default_memory_budget`).
       mesh: 1-d mesh with axis ``"instances"`` to shard instances over; default all local devices.
       progress: show progress over chunks: a tqdm bar on a terminal, plain lines otherwise (runs one compiled
