@@ -518,10 +518,7 @@ STUDY_TYPES["mvm"] = StudyType(MVM_DEFAULTS, run_mvm, check_mvm, table)
 def _run_classifier(study, cfg, out, *, resume=False, log=None, progress=True):
     from jaxcim.nn.study import run_classifier_study
 
-    if resume:
-        (log or (lambda *a: print(*a, file=sys.stderr, flush=True)))(
-            "--resume: classifier studies are not checkpointed (about a minute on a CPU); running it again")
-    return run_classifier_study(study, cfg=cfg, out_dir=prepare_output(out), progress=progress)
+    return run_classifier_study(study, cfg=cfg, out_dir=prepare_output(out), progress=progress, resume=resume)
 
 
 def _check_classifier(study: dict[str, Any], base: Path | None = None) -> dict[str, Any]:
@@ -534,7 +531,7 @@ def _check_classifier(study: dict[str, Any], base: Path | None = None) -> dict[s
 
 
 CLASSIFIER_DEFAULTS: dict[str, Any] = {
-    "study": "classifier", "name": "classifier", "seed": 0, "instances": 256,
+    "study": "classifier", "name": "classifier", "seed": 0, "instances": 256, "chunk_size": 0, "memory_budget": 0,
     "times": [1.0, 3600.0, 86400.0, 31557600.0], "model": {}, "train": {}, "hwa": {},
 }
 STUDY_TYPES["classifier"] = StudyType(CLASSIFIER_DEFAULTS, _run_classifier, _check_classifier)

@@ -209,3 +209,49 @@ def test_kill_and_resume_gives_the_uninterrupted_results(tmp_path):
     direct = mc.monte_carlo_stats(cfg, w, x, key=key, n=n, times=s["times"], chunk_size=8)
     np.testing.assert_array_equal(z["rel_error"], np.asarray(direct["rel_error"]))  # bit for bit
     np.testing.assert_array_equal(z["col_rel_error"], np.asarray(direct["col_rel_error"]))
+
+
+@pytest.mark.slow
+def test_classifier_kill_and_resume_gives_the_uninterrupted_results(tmp_path):
+    """SIGKILL a classifier study after some chunks of chips: --resume loads the trained models and the finished
+    chunks, and every chip's accuracy equals an uninterrupted run's."""
+    p = tmp_path / "c.toml"
+    p.write_text("""study = "classifier"
+instances = 240
+chunk_size = 8
+times = [1.0, 86400.0]
+[crossbar]
+preset = "reram-neurram"
+[crossbar.mapping]
+rows = 64
+cols = 64
+[model]
+features = [64, 16, 10]
+[train]
+epochs = 3
+[hwa]
+epochs = 1
+""")
+    out, ref = tmp_path / "out", tmp_path / "ref"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "jaxcim.cli", "run", str(p), "--out", str(out)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    chunks = out / "checkpoint" / "digital-trained"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and len(list(chunks.glob("chunk_*.npz"))) < 3:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (out / "checkpoint" / "models.npz").is_file() and not (out / "results.json").exists()
+    assert 0 < len(list(chunks.glob("chunk_*.npz"))) < 240 // 8
+    assert cli.main(["run", str(p), "--out", str(out), "--resume", "--quiet"]) == 0
+    assert cli.main(["run", str(p), "--out", str(ref), "--quiet"]) == 0
+    res, full = (json.loads((d / "results.json").read_text()) for d in (out, ref))
+    for name in ("digital-trained", "hwa-trained"):
+        assert res["models"][name]["digital_accuracy"] == full["models"][name]["digital_accuracy"]
+        np.testing.assert_array_equal(res["models"][name]["accuracies"], full["models"][name]["accuracies"])
+    # a different study in the same folder is refused; a missing checkpoint starts from the beginning
+    p.write_text(p.read_text().replace("epochs = 3", "epochs = 4"))
+    assert cli.main(["run", str(p), "--out", str(out), "--resume", "--quiet"]) == 2
+    assert cli.main(["run", str(p), "--out", str(tmp_path / "new"), "--resume", "--quiet"]) == 0

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -247,7 +249,7 @@ def evaluate(
     model: Any, cfg: Any, data: tuple[Any, Any], *, key: jax.Array, n_instances: int = 256,
     times: Sequence[float] = (1.0,), x_calib: Any = None, batch_size: int | None = None,
     chunk_size: int | None = None, memory_budget: int | None = None, mesh: Mesh | None = None,
-    progress: bool = False,
+    progress: bool = False, checkpoint: str | Path | None = None,
 ) -> AccuracyResult:
     """Accuracy of ``model`` on ``data`` for ``n_instances`` chip instances at every time in ``times``.
 
@@ -271,6 +273,10 @@ def evaluate(
       mesh: 1-d mesh with axis ``"instances"`` to shard instances over; default all local devices.
       progress: show progress over chunks: a tqdm bar on a terminal, plain lines otherwise (runs one compiled
         call per chunk).
+      checkpoint: a folder to save every chunk's results in as it completes (atomic writes) and to resume from:
+        chunks already saved there are loaded, not run again, and the chunk size is the saved one. Results are
+        the same as an uninterrupted run. The folder must belong to the same model, config, data, times and
+        key (``jaxcim run`` checks a fingerprint of its study); runs one compiled call per chunk.
 
     Returns:
       An `AccuracyResult` with ``accuracies`` (n_instances, n_times).
@@ -294,6 +300,12 @@ def evaluate(
     digital = set_mode(nnx.clone(analog), "digital")
     digital_acc = float(jnp.mean(jnp.argmax(digital(x), axis=-1) == y))
 
+    folder = None if checkpoint is None else Path(checkpoint)
+    saved_chunk = _saved_chunk_size(folder)
+    if saved_chunk is not None:
+        if chunk_size is not None and -(-chunk_size // n_dev) * n_dev != saved_chunk:
+            raise ValueError(f"chunk_size {chunk_size} differs from the checkpoint's ({saved_chunk}) in {folder}")
+        chunk_size = saved_chunk
     if chunk_size is None:
         if memory_budget is None:
             memory_budget = default_memory_budget(mesh.devices.flat)
@@ -307,20 +319,63 @@ def evaluate(
     xb, yb, valid = _batches(x, y, batch)
     idx = jax.device_put(idx, NamedSharding(mesh, _INSTANCES))
     args = (state, xc, xb, yb, valid, times_arr, key)
-    if progress:
-        from jaxcim.study import Progress  # tqdm on a terminal, plain lines otherwise
+    if progress or folder is not None:
+        from jaxcim.study import Progress, atomic_write_json, atomic_write_npz  # tqdm on a terminal
 
-        bar, parts = Progress(n_instances, desc="chips"), []
+        saved = {}
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(folder / "chunks.json", {"chunk_size": chunk})
+            saved = _saved_chunks(folder, chunk, n_chunks, len(times_arr))
+        done = sum(min(chunk, n_instances - c * chunk) for c in saved)
+        bar, parts = Progress(n_instances, done, desc="chips") if progress else None, []
         for c in range(n_chunks):
+            if c in saved:
+                parts.append(saved[c])
+                continue
             parts.append(np.asarray(_run(graphdef, mesh, *args, idx[c:c + 1])))
-            bar.update(min(chunk, n_instances - c * chunk))
-        bar.close()
+            if folder is not None:
+                atomic_write_npz(folder / f"chunk_{c * chunk:010d}_{(c + 1) * chunk:010d}.npz", correct=parts[-1])
+            if bar is not None:
+                bar.update(min(chunk, n_instances - c * chunk))
+        if bar is not None:
+            bar.close()
         acc = np.concatenate(parts, axis=0)
     else:
         acc = np.asarray(_run(graphdef, mesh, *args, idx))
     acc = acc.reshape(n_chunks * chunk, len(times_arr))[:n_instances] / x.shape[0]
     return AccuracyResult(accuracies=acc, times=np.asarray(times_arr, dtype=float), n_examples=int(x.shape[0]),
                           digital_accuracy=digital_acc)
+
+
+def _saved_chunk_size(folder: Path | None) -> int | None:
+    """The chunk size recorded in a checkpoint folder of `evaluate`, or None (no folder or no record)."""
+    if folder is None or not (folder / "chunks.json").is_file():
+        return None
+    try:
+        return int(json.loads((folder / "chunks.json").read_text())["chunk_size"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"checkpoint {folder / 'chunks.json'} is unreadable ({e})") from None
+
+
+def _saved_chunks(folder: Path, chunk: int, n_chunks: int, n_times: int) -> dict[int, np.ndarray]:
+    """Correct counts (1, chunk, n_times) of the chunks saved in ``folder``, by chunk index (< n_chunks)."""
+    saved = {}
+    for f in folder.glob("chunk_*_*.npz"):
+        try:
+            first, stop = (int(v) for v in f.stem.split("_")[1:3])
+        except ValueError:
+            continue
+        if first % chunk or stop != first + chunk or first // chunk >= n_chunks:
+            continue
+        try:
+            with np.load(f) as z:
+                part = z["correct"]
+        except (OSError, ValueError, KeyError):
+            continue  # a damaged file: that chunk runs again
+        if part.shape == (1, chunk, n_times):
+            saved[first // chunk] = part
+    return saved
 
 
 def core_key_check(key: Any) -> None:

@@ -6,6 +6,8 @@ Study file (TOML; `jaxcim/studies/classifier.toml` is the embedded default)::
     seed = 0
     instances = 256                                   # chip instances
     times = [1.0, 3600.0, 86400.0, 31557600.0]        # read times after programming, s
+    chunk_size = 0                                    # chips per chunk (0: from memory_budget)
+    memory_budget = 0                                 # bytes per chunk (0: jaxcim.montecarlo's default)
     [crossbar]                                        # a CrossbarConfig (jaxcim.config.from_dict)
     preset = "reram-neurram"
     [model]
@@ -22,19 +24,27 @@ Study file (TOML; `jaxcim/studies/classifier.toml` is the embedded default)::
     prog_noise_scale = 1.0                            # training noise relative to [crossbar]
 
 The study trains the model digitally, fine-tunes a copy with hardware-aware training, and evaluates both on
-``instances`` chips at every time; it prints a table and writes ``results.json``.
+``instances`` chips at every time; it prints a table and writes ``results.json``. With an output folder it
+checkpoints into ``checkpoint/`` (atomic writes): the trained models, then every chunk of chips as it
+completes; ``resume=True`` (``jaxcim run --resume``) continues from there and ends with the same results as
+an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import platform
+import shutil
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -47,7 +57,8 @@ from jaxcim.nn.train import fit
 
 DEFAULT_TIMES = (1.0, 3600.0, 86400.0, 31557600.0)
 """1 s, 1 hour, 1 day, 1 year (Julian) after programming, s."""
-TOP_KEYS = ("study", "name", "seed", "instances", "times", "crossbar", "model", "train", "hwa")
+TOP_KEYS = ("study", "name", "seed", "instances", "times", "chunk_size", "memory_budget", "crossbar", "model",
+            "train", "hwa")
 SECTION_KEYS = {
     "model": {"kind": "mlp", "features": [64, 64, 10], "channels": [8, 16]},
     "train": {"epochs": 30, "batch_size": 64, "learning_rate": 3e-3},
@@ -97,6 +108,8 @@ def check_classifier(study: Mapping[str, Any]) -> dict[str, Any]:
     s = dict(study)
     s["seed"] = _positive("seed", s.get("seed", 0), zero=True)
     s["instances"] = _positive("instances", s.get("instances", 256))
+    s["chunk_size"] = _positive("chunk_size", s.get("chunk_size", 0), zero=True)
+    s["memory_budget"] = _positive("memory_budget", s.get("memory_budget", 0), zero=True)
     times = s.get("times", DEFAULT_TIMES)
     if isinstance(times, int | float) and not isinstance(times, bool):
         times = [times]
@@ -114,9 +127,64 @@ def check_classifier(study: Mapping[str, Any]) -> dict[str, Any]:
     return s
 
 
+def _fingerprint(study: Mapping[str, Any], cfg: Any, times: Sequence[float]) -> str:
+    """Hash of everything that determines the trained models and every chip's accuracy (not the chip count)."""
+    keep = {k: v for k, v in study.items() if k not in ("instances", "name", "chunk_size", "memory_budget")}
+    text = json.dumps({"study": keep, "crossbar": cfg.to_dict(), "times": list(times)}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _model_arrays(models: Mapping[str, nnx.Module]) -> dict[str, np.ndarray]:
+    """Every state leaf of every model as a numpy array (PRNG keys as their key data), keyed ``name__i``."""
+    out = {}
+    for name, m in models.items():
+        for i, leaf in enumerate(jax.tree.leaves(nnx.state(m))):
+            if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+                leaf = jax.random.key_data(leaf)
+            out[f"{name}__{i}"] = np.asarray(leaf)
+    return out
+
+
+def _restore_models(models: Mapping[str, nnx.Module], arrays: Mapping[str, np.ndarray]) -> None:
+    """Load `_model_arrays` output into freshly built models of the same structure (in place)."""
+    for name, m in models.items():
+        leaves, treedef = jax.tree.flatten(nnx.state(m))
+        new = []
+        for i, leaf in enumerate(leaves):
+            a = arrays[f"{name}__{i}"]
+            if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+                a = jax.random.wrap_key_data(a, impl=jax.random.key_impl(leaf))
+            elif a.shape != leaf.shape or a.dtype != leaf.dtype:
+                raise ValueError(f"checkpointed model {name!r} does not match the study's model")
+            new.append(jnp.asarray(a))
+        nnx.update(m, jax.tree.unflatten(treedef, new))
+
+
+def _start_checkpoint(ckpt: Path, fp: str, resume: bool) -> dict[str, Any] | None:
+    """The checkpoint state to resume from (None: start over, the folder emptied)."""
+    from jaxcim.study import StudyError
+
+    state = None
+    if resume:
+        try:
+            state = json.loads((ckpt / "state.json").read_text())
+        except FileNotFoundError:
+            print("no checkpoint found: starting from the beginning", file=sys.stderr)
+        except (OSError, ValueError) as e:
+            raise StudyError(f"checkpoint {ckpt / 'state.json'} is unreadable ({e}); run without --resume to "
+                             "start over") from None
+        if state is not None and state.get("fingerprint") != fp:
+            raise StudyError(f"--resume: the study in {ckpt.parent} was run with a different configuration "
+                             "(crossbar, model, training, times or seed); run without --resume to start over, "
+                             "or choose another --out folder")
+    if state is None:
+        shutil.rmtree(ckpt, ignore_errors=True)
+    return state
+
+
 def run_classifier_study(
     study: Mapping[str, Any], *, cfg: Any = None, instances: int | None = None, times: Sequence[float] | None = None,
-    out_dir: str | Path | None = None, progress: bool | Callable | None = False,
+    out_dir: str | Path | None = None, progress: bool | Callable | None = False, resume: bool = False,
 ) -> dict[str, Any]:
     """Run a ``classifier`` study: train, hardware-aware fine-tune, accuracy over chips and time.
 
@@ -127,6 +195,8 @@ def run_classifier_study(
       times: read times in s, overriding ``study["times"]`` (default 1 s, 1 h, 1 day, 1 year).
       out_dir: folder for ``results.json`` and ``accuracy_vs_time.png`` (created); None writes nothing.
       progress: show progress bars over chunks of chips.
+      resume: continue from the checkpoint in ``out_dir`` (trained models, finished chunks of chips); a
+        checkpoint of a different study is an error (`jaxcim.study.StudyError`), none starts from the beginning.
 
     Returns:
       The results dict written to ``results.json``: the config, device, sizes, digital accuracies, and per
@@ -142,20 +212,42 @@ def run_classifier_study(
     key = jax.random.key(seed)
     t_start = time.perf_counter()
 
+    ckpt = state = None
+    if out_dir is not None:
+        from jaxcim.study import atomic_write_json, atomic_write_npz
+
+        ckpt = Path(out_dir) / "checkpoint"
+        fp = _fingerprint(study, cfg, ts)
+        state = _start_checkpoint(ckpt, fp, resume)
+
     model, images = _build_model(model_spec, seed)
     data = load_digits(images=images, seed=seed)
     train_data, test_data = (data.x_train, data.y_train), (data.x_test, data.y_test)
-    fit(model, train_data, key=jax.random.fold_in(key, 1), epochs=int(train["epochs"]),
-        batch_size=int(train["batch_size"]), learning_rate=float(train["learning_rate"]))
     models = {"digital-trained": model}
-    if int(hwa["epochs"]) > 0:
-        train_cfg = cfg.replace(**{"device.prog_noise_scale": cfg.device.prog_noise_scale * hwa["prog_noise_scale"]})
-        hwa_model = analogize(model, train_cfg, mode="hwa", rngs=nnx.Rngs(seed + 2))
-        fit(hwa_model, train_data, key=jax.random.fold_in(key, 2), epochs=int(hwa["epochs"]),
-            batch_size=int(hwa["batch_size"]), learning_rate=float(hwa["learning_rate"]),
-            clip_sigma=hwa["clip_sigma"])
-        models["hwa-trained"] = hwa_model
-    t_train = time.perf_counter() - t_start
+    train_cfg = cfg.replace(**{"device.prog_noise_scale": cfg.device.prog_noise_scale * hwa["prog_noise_scale"]})
+    if int(hwa["epochs"]) > 0:  # built from the untrained model when resuming, trained below otherwise
+        models["hwa-trained"] = None
+    if state is not None and state.get("trained"):
+        if "hwa-trained" in models:
+            models["hwa-trained"] = analogize(model, train_cfg, mode="hwa", rngs=nnx.Rngs(seed + 2))
+        with np.load(ckpt / "models.npz") as z:
+            _restore_models(models, {k: z[k] for k in z.files})
+        t_train = float(state["train_s"])
+        print(f"resuming: trained models loaded from {ckpt}", file=sys.stderr)
+    else:
+        fit(model, train_data, key=jax.random.fold_in(key, 1), epochs=int(train["epochs"]),
+            batch_size=int(train["batch_size"]), learning_rate=float(train["learning_rate"]))
+        if "hwa-trained" in models:
+            hwa_model = analogize(model, train_cfg, mode="hwa", rngs=nnx.Rngs(seed + 2))
+            fit(hwa_model, train_data, key=jax.random.fold_in(key, 2), epochs=int(hwa["epochs"]),
+                batch_size=int(hwa["batch_size"]), learning_rate=float(hwa["learning_rate"]),
+                clip_sigma=hwa["clip_sigma"])
+            models["hwa-trained"] = hwa_model
+        t_train = time.perf_counter() - t_start
+        if ckpt is not None:
+            ckpt.mkdir(parents=True, exist_ok=True)
+            atomic_write_npz(ckpt / "models.npz", **_model_arrays(models))
+            atomic_write_json(ckpt / "state.json", {"fingerprint": fp, "trained": True, "train_s": t_train})
 
     x_calib = data.x_train[:128]
     results: dict[str, Any] = {
@@ -169,7 +261,8 @@ def run_classifier_study(
           f"({cfg.mapping.rows}x{cfg.mapping.cols}), {n} chips, times {', '.join(map(format_time, ts))}")
     for name, m in models.items():
         res = evaluate(m, cfg, test_data, key=jax.random.fold_in(key, 3), n_instances=n, times=ts,
-                       x_calib=x_calib, progress=bool(progress))
+                       x_calib=x_calib, progress=bool(progress), checkpoint=None if ckpt is None else ckpt / name,
+                       chunk_size=study["chunk_size"] or None, memory_budget=study["memory_budget"] or None)
         results["models"][name] = {
             "digital_accuracy": res.digital_accuracy,
             "summary": res.summary(), "accuracies": np.round(res.accuracies, 6).tolist(),
