@@ -51,7 +51,7 @@ from flax import nnx
 from jaxcim.config import from_dict
 from jaxcim.nn.convert import analogize
 from jaxcim.nn.data import load_digits
-from jaxcim.nn.evaluate import evaluate, format_time
+from jaxcim.nn.evaluate import _saved_chunk_size, evaluate, format_time
 from jaxcim.nn.models import CNN, MLP
 from jaxcim.nn.train import fit
 
@@ -259,10 +259,14 @@ def run_classifier_study(
     }
     print(f"classifier study: {model_spec['kind']} on digits, {cfg.name} crossbars "
           f"({cfg.mapping.rows}x{cfg.mapping.cols}), {n} chips, times {', '.join(map(format_time, ts))}")
+    def chunk_size(name):  # a resumed evaluation keeps its saved chunk size, whatever the study says now
+        saved = None if ckpt is None else _saved_chunk_size(ckpt / name)
+        return saved or study["chunk_size"] or None
+
     for name, m in models.items():
         res = evaluate(m, cfg, test_data, key=jax.random.fold_in(key, 3), n_instances=n, times=ts,
                        x_calib=x_calib, progress=bool(progress), checkpoint=None if ckpt is None else ckpt / name,
-                       chunk_size=study["chunk_size"] or None, memory_budget=study["memory_budget"] or None)
+                       chunk_size=chunk_size(name), memory_budget=study["memory_budget"] or None)
         results["models"][name] = {
             "digital_accuracy": res.digital_accuracy,
             "summary": res.summary(), "accuracies": np.round(res.accuracies, 6).tolist(),
