@@ -172,11 +172,7 @@ def normal(key: jax.Array, shape: tuple[int, ...], dtype=None) -> jax.Array:
     Returns:
       N(0, 1) samples, ``shape``, ``dtype``.
     """
-    dtype = _dtype(dtype)
-    b1, b2 = _words(key, shape, 2)
-    if dtype.itemsize <= 4:
-        return (_radius(b1) * _sin_cos_turn(b2)[1]).astype(dtype)
-    return _ndtri(b1, dtype)
+    return normal_pair(key, shape, dtype)[0]  # compiled, the unused second array is never computed
 
 
 def normals(key: jax.Array, shapes, dtype=None) -> tuple[jax.Array, ...]:

@@ -88,10 +88,10 @@ def test_embedded_studies():
     assert s["times"][0] >= 1.0 and len(s["times"]) > 1
 
 
-def test_classifier_study_through_the_cli(tmp_path, capsys):
+def _classifier_study(tmp_path, head: str):
+    """A small classifier study file (64x64 arrays, a 64-16-10 MLP, a few epochs) with ``head`` keys on top."""
     p = tmp_path / "c.toml"
-    p.write_text("""study = "classifier"
-instances = 4
+    p.write_text('study = "classifier"\n' + head + """
 times = [1.0, 86400.0]
 [crossbar]
 preset = "reram-neurram"
@@ -105,6 +105,24 @@ epochs = 3
 [hwa]
 epochs = 1
 """)
+    return p
+
+
+def _run_and_kill(args, chunks, count=3):
+    """Start ``python -m jaxcim.cli *args`` and SIGKILL it once ``chunks`` holds ``count`` chunk files."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "jaxcim.cli", *args],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and len(list(chunks.glob("chunk_*.npz"))) < count:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def test_classifier_study_through_the_cli(tmp_path, capsys):
+    p = _classifier_study(tmp_path, "instances = 4")
     out = tmp_path / "out"
     assert cli.main(["run", str(p), "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
@@ -188,16 +206,8 @@ def test_kill_and_resume_gives_the_uninterrupted_results(tmp_path):
     n = 1600
     path = _study(tmp_path, n)
     out = tmp_path / "out"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "jaxcim.cli", "run", str(path), "--out", str(out)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = out / "checkpoint"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and len(list(ckpt.glob("chunk_*.npz"))) < 3:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _run_and_kill(["run", str(path), "--out", str(out)], ckpt)
     done = sorted(ckpt.glob("chunk_*.npz"))
     assert 0 < len(done) < n // 8 and not (out / "results.json").exists()
     assert cli.main(["run", str(path), "--out", str(out), "--resume", "--quiet"]) == 0
@@ -215,34 +225,10 @@ def test_kill_and_resume_gives_the_uninterrupted_results(tmp_path):
 def test_classifier_kill_and_resume_gives_the_uninterrupted_results(tmp_path):
     """SIGKILL a classifier study after some chunks of chips: --resume loads the trained models and the finished
     chunks, and every chip's accuracy equals an uninterrupted run's."""
-    p = tmp_path / "c.toml"
-    p.write_text("""study = "classifier"
-instances = 240
-chunk_size = 8
-times = [1.0, 86400.0]
-[crossbar]
-preset = "reram-neurram"
-[crossbar.mapping]
-rows = 64
-cols = 64
-[model]
-features = [64, 16, 10]
-[train]
-epochs = 3
-[hwa]
-epochs = 1
-""")
+    p = _classifier_study(tmp_path, "instances = 240\nchunk_size = 8")
     out, ref = tmp_path / "out", tmp_path / "ref"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "jaxcim.cli", "run", str(p), "--out", str(out)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     chunks = out / "checkpoint" / "digital-trained"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and len(list(chunks.glob("chunk_*.npz"))) < 3:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _run_and_kill(["run", str(p), "--out", str(out)], chunks)
     assert (out / "checkpoint" / "models.npz").is_file() and not (out / "results.json").exists()
     assert 0 < len(list(chunks.glob("chunk_*.npz"))) < 240 // 8
     assert cli.main(["run", str(p), "--out", str(out), "--resume", "--quiet"]) == 0

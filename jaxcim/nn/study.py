@@ -224,11 +224,10 @@ def run_classifier_study(
     data = load_digits(images=images, seed=seed)
     train_data, test_data = (data.x_train, data.y_train), (data.x_test, data.y_test)
     models = {"digital-trained": model}
+    with_hwa = int(hwa["epochs"]) > 0
     train_cfg = cfg.replace(**{"device.prog_noise_scale": cfg.device.prog_noise_scale * hwa["prog_noise_scale"]})
-    if int(hwa["epochs"]) > 0:  # built from the untrained model when resuming, trained below otherwise
-        models["hwa-trained"] = None
-    if state is not None and state.get("trained"):
-        if "hwa-trained" in models:
+    if state is not None and state.get("trained"):  # same structures, weights from the checkpoint
+        if with_hwa:
             models["hwa-trained"] = analogize(model, train_cfg, mode="hwa", rngs=nnx.Rngs(seed + 2))
         with np.load(ckpt / "models.npz") as z:
             _restore_models(models, {k: z[k] for k in z.files})
@@ -237,7 +236,7 @@ def run_classifier_study(
     else:
         fit(model, train_data, key=jax.random.fold_in(key, 1), epochs=int(train["epochs"]),
             batch_size=int(train["batch_size"]), learning_rate=float(train["learning_rate"]))
-        if "hwa-trained" in models:
+        if with_hwa:
             hwa_model = analogize(model, train_cfg, mode="hwa", rngs=nnx.Rngs(seed + 2))
             fit(hwa_model, train_data, key=jax.random.fold_in(key, 2), epochs=int(hwa["epochs"]),
                 batch_size=int(hwa["batch_size"]), learning_rate=float(hwa["learning_rate"]),
