@@ -18,10 +18,19 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import struct
 
 from jaxcim import devices, mapping, rng
+from jaxcim.checks import (
+    check_array,
+    check_cfg,
+    check_inputs,
+    check_key,
+    check_product,
+    check_representable,
+    check_t,
+    check_weights,
+)
 from jaxcim.circuit import array_currents
 from jaxcim.config import CrossbarConfig, is_static_zero, static_zeros, with_static_zeros
 from jaxcim.converters import adc, dac, input_bit_planes
@@ -72,69 +81,6 @@ class CrossbarState:
     out_offset: Any = None
 
 
-# ----------------------------------------------------------------------------------------- checks
-
-
-def _is_tracer(a) -> bool:
-    return isinstance(a, jax.core.Tracer)
-
-
-def _all(pred, a) -> bool:
-    """Whether ``pred(xp, a)`` holds for every element of a concrete array, evaluated where the array lives
-    (``xp`` = jax.numpy for a device array, which is then not copied to the host; numpy otherwise)."""
-    if isinstance(a, jax.Array):
-        with jax.ensure_compile_time_eval():  # concrete, also when called while tracing an outer function
-            return bool(jnp.all(pred(jnp, a)))
-    return bool(np.all(pred(np, np.asarray(a))))
-
-
-def _check_array(name: str, a, ndim: tuple[int, ...]) -> jax.Array:
-    if isinstance(a, CrossbarConfig | CrossbarState):
-        raise TypeError(f"{name} must be an array, got {type(a).__name__} (check the argument order)")
-    if not hasattr(a, "shape"):
-        try:
-            a = np.asarray(a, dtype=float)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name} must be a numeric array, got {type(a).__name__}") from None
-    if a.ndim not in ndim:
-        raise ValueError(f"{name} must have {' or '.join(map(str, ndim))} dimensions, got shape {a.shape}")
-    if not jnp.issubdtype(a.dtype, jnp.floating) and not jnp.issubdtype(a.dtype, jnp.integer):
-        raise TypeError(f"{name} must be a real float array, got dtype {a.dtype}")
-    if not _is_tracer(a) and not _all(lambda xp, a: xp.isfinite(a), a):
-        raise ValueError(f"{name} contains NaN or inf values")
-    if jnp.issubdtype(a.dtype, jnp.integer):
-        a = jnp.asarray(a, dtype=jnp.result_type(float))
-    return a
-
-
-def _check_cfg(cfg) -> None:
-    if not isinstance(cfg, CrossbarConfig):
-        raise TypeError(f"cfg must be a jaxcim CrossbarConfig (e.g. jc.presets.get('ideal')), "
-                        f"got {type(cfg).__name__}")
-
-
-def _check_key(key) -> None:
-    if key is None:
-        raise TypeError("key is required: a jax.random.key(seed) for this device instance")
-
-
-def _check_t(t) -> None:
-    if not _is_tracer(t):
-        arr = np.asarray(t, dtype=float)
-        if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-            raise ValueError(f"t (seconds since programming) must be finite and >= 0, got {t!r}")
-
-
-def _check_inputs(cfg: CrossbarConfig, x, in_features: int, name: str = "x") -> jax.Array:
-    x = _check_array(name, x, (1, 2))
-    if x.shape[-1] != in_features:
-        raise ValueError(f"{name} has {x.shape[-1]} features in its last axis but the weights have "
-                         f"in_features = {in_features}")
-    if not cfg.dac.signed and not _is_tracer(x) and not _all(lambda xp, a: a >= 0, x):
-        raise ValueError(f"{name} has negative values but dac.signed = false")
-    return x
-
-
 # ----------------------------------------------------------------------------------------- helpers
 
 
@@ -162,13 +108,22 @@ def _raw_currents(cfg: CrossbarConfig, g_pos, g_neg, v):
     return array_currents(cfg.circuit, g_pos, v), array_currents(cfg.circuit, g_neg, v)
 
 
+def _unipolar_adc(cfg: CrossbarConfig) -> bool:
+    """Whether every column current is >= 0, so the ADC spends all its codes on one polarity: non-negative
+    inputs (``dac.signed = false``) on arrays whose every column holds non-negative conductances (offset mapping:
+    a weight column and its reference column are converted separately). A differential pair's current
+    ``I+ - I-`` takes the sign of the weights, whatever the inputs' sign, and needs a signed ADC."""
+    return not cfg.dac.signed and cfg.mapping.scheme == "offset"
+
+
 def _convert(cfg: CrossbarConfig, state: CrossbarState, i_main, i_ref):
     """ADC conversion of (batch, slices, row_tiles, col_tiles, cols) currents."""
     fs = state.adc_range[..., None]
-    main = adc(cfg.adc, i_main, fs, state.adc_offset, state.adc_gain, unipolar=not cfg.dac.signed)
+    unipolar = _unipolar_adc(cfg)
+    main = adc(cfg.adc, i_main, fs, state.adc_offset, state.adc_gain, unipolar=unipolar)
     if i_ref is None:
         return main
-    return main - adc(cfg.adc, i_ref, fs, unipolar=not cfg.dac.signed)
+    return main - adc(cfg.adc, i_ref, fs, unipolar=unipolar)
 
 
 def _drive_levels(cfg: CrossbarConfig, x):
@@ -283,14 +238,15 @@ def program(
     Returns:
       The programmed `CrossbarState`.
     """
-    _check_cfg(cfg)
-    _check_key(key)
-    w = _check_array("w", w, (2,))
+    check_cfg(cfg)
+    check_key(key)
+    w = check_weights("w", w)
+    check_representable(cfg, w.dtype)
     if x_calib is not None:
-        x_calib = _check_inputs(cfg, x_calib, w.shape[0], "x_calib")
+        x_calib = check_inputs(cfg, x_calib, w.shape[0], "x_calib")
         x_calib = jnp.atleast_2d(x_calib).astype(w.dtype)
     if scale is not None:
-        scale = _check_array("scale", scale, (0, 1))
+        scale = check_array("scale", scale, (0, 1))
     if mapping is not None:
         check = getattr(mapping, "check", None)
         if check is None:
@@ -323,8 +279,9 @@ def _read(cfg: CrossbarConfig, state: CrossbarState, x, key, t, *, zeros=frozens
         if _difference_only(cfg):
             # Only G+ - G- is observable (currents, ADC calibration, drift-compensation probe): one normal
             # with the pair's combined deviation has exactly the distribution of two independent reads.
-            var = s_pos * s_pos + s_neg * s_neg
-            s_pair = jnp.where(var > 0, jnp.sqrt(jnp.where(var > 0, var, 1.0)), 0.0)  # finite gradient at 0
+            u_pos, u_neg = s_pos / dev.g_max, s_neg / dev.g_max  # units of g_max: the squares stay finite
+            var = u_pos * u_pos + u_neg * u_neg
+            s_pair = jnp.where(var > 0, jnp.sqrt(jnp.where(var > 0, var, 1.0)), 0.0) * dev.g_max  # finite grad at 0
             g_pos = g_pos + s_pair * rng.normal(key, g_pos.shape, g_pos.dtype)
         else:
             z_pos, z_neg = rng.normals(key, (g_pos.shape, g_neg.shape), g_pos.dtype)
@@ -334,8 +291,13 @@ def _read(cfg: CrossbarConfig, state: CrossbarState, x, key, t, *, zeros=frozens
     i_main, i_ref = _analog(cfg, g_pos, g_neg, levels)
     digital = jax.vmap(lambda a, b: _convert(cfg, state, a, b))(i_main, i_ref) if i_ref is not None else \
         jax.vmap(lambda a: _convert(cfg, state, a, None))(i_main)
-    # shift-and-add over input cycles and weight slices, sum of row-tile partial sums
-    acc = jnp.einsum("k,s,kbstcj->bcj", cycle_w, state.coeffs, digital, precision=jax.lax.Precision.HIGHEST)
+    # shift-and-add over input cycles and weight slices, then the sum of row-tile partial sums as explicit adds:
+    # XLA's CPU backend (jax 0.10) fuses a reduction over the tile axis with the ADC scale into a YNNPACK
+    # fusion that crashes (SIGSEGV) under vmap (tools/xla_reproducers/ynn_reduce_segfault.py)
+    per_tile = jnp.einsum("k,s,kbstcj->btcj", cycle_w, state.coeffs, digital, precision=jax.lax.Precision.HIGHEST)
+    acc = per_tile[:, 0]
+    for i in range(1, per_tile.shape[1]):
+        acc = acc + per_tile[:, i]
     y = mapping.from_tiles(cfg.mapping, acc, state.out_features)
     y = y / (cfg.dac.v_read * mapping.conductance_unit(cfg)) * x_scale * state.w_scale
     if cfg.drift_compensation:
@@ -361,12 +323,12 @@ def read(cfg: CrossbarConfig, state: CrossbarState, x: jax.Array, *, key: jax.Ar
     Returns:
       y ~ x @ w, (batch, out_features) or (out_features,).
     """
-    _check_cfg(cfg)
-    _check_key(key)
+    check_cfg(cfg)
+    check_key(key)
     if not isinstance(state, CrossbarState):
         raise TypeError(f"state must be a CrossbarState from jc.program, got {type(state).__name__}")
-    x = _check_inputs(cfg, x, state.in_features)
-    _check_t(t)
+    x = check_inputs(cfg, x, state.in_features)
+    check_t(t)
     return _read(cfg, state, x.astype(state.g_pos.dtype), key, jnp.asarray(t, state.g_pos.dtype),
                  zeros=static_zeros(cfg))
 
@@ -388,10 +350,11 @@ def simulate(
     Returns:
       (batch, out_features) or (out_features,).
     """
-    _check_cfg(cfg)
-    _check_key(key)
-    w = _check_array("w", w, (2,))
-    x = _check_inputs(cfg, x, w.shape[0])
+    check_cfg(cfg)
+    check_key(key)
+    w = check_weights("w", w)
+    x = check_inputs(cfg, x, w.shape[0])
+    check_product(x, w)
     if x_calib is None and cfg.adc.range_mode == "calibrated":
         x_calib = x
     k_prog, k_read = jax.random.split(key)

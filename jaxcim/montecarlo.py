@@ -1,9 +1,12 @@
 """Monte Carlo over device instances, chunked to a memory budget and sharded over devices.
 
 One instance is one draw of everything random in programming, time evolution and reading: instance ``i``
-is ``jc.simulate(cfg, w, x, key=jax.random.fold_in(key, i), t=t)``. Its result depends only on
-(key, i), so a study gives the same numbers whatever its chunk size, the number of devices it is sharded
-over, or whether it was interrupted and resumed.
+is ``jc.simulate(cfg, w, x, key=jax.random.fold_in(key, i), t=t)``. Its random draws depend only on
+(key, i), whatever the chunk size, the number of devices the study is sharded over, or whether it was
+interrupted and resumed. The arithmetic on them is the same too, but each chunk size (and each device count)
+is a separate XLA program, which may order float sums differently (matrix products, tile partial sums, the
+ADC calibration peak is exact): outputs can then differ in the last bit, about 1 ulp (2e-6 of the largest
+output in float32). A resumed study keeps its chunk size and is bit for bit the uninterrupted one.
 
     ys = jc.monte_carlo(cfg, w, x, key=k, n=4096, t=0.0)      # (n, batch, out): one row per instance
     stats = jc.summarize(ys, reference=x @ w)                  # relative error mean/std/percentiles
@@ -26,6 +29,7 @@ times reuses one compilation. Instance indices are sharded over a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
@@ -36,8 +40,19 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxcim import mapping
+from jaxcim.checks import (
+    check_array,
+    check_cfg,
+    check_inputs,
+    check_int,
+    check_key,
+    check_product,
+    check_representable,
+    check_t,
+    check_weights,
+)
 from jaxcim.config import CrossbarConfig, static_zeros, with_static_zeros
-from jaxcim.core import _check_array, _check_cfg, _check_inputs, _check_key, _check_t, program, read
+from jaxcim.core import program, read
 
 CPU_MEMORY_BUDGET = 256 << 20
 """Working memory per chunk on CPUs, bytes (256 MiB): chunks of ~50 256x256 instances, whose programmed states
@@ -67,6 +82,10 @@ _CELL_ARRAYS_PER_TIME = 3
 # ----------------------------------------------------------------------------------------- helpers
 
 
+MAX_INSTANCES = 2**32 - 1
+"""Most instances in one study: instance indices are uint32 (``jax.random.fold_in`` takes 32-bit data)."""
+
+
 def instance_key(key: jax.Array, i) -> jax.Array:
     """The key of instance ``i`` of a study with key ``key``: ``jax.random.fold_in(key, i)``."""
     return jax.random.fold_in(key, i)
@@ -74,23 +93,15 @@ def instance_key(key: jax.Array, i) -> jax.Array:
 
 def _as_times(t, times) -> tuple[jax.Array, bool]:
     if times is None:
-        _check_t(t)
+        check_t(t)
         return jnp.atleast_1d(jnp.asarray(t)), True
     if isinstance(times, str) or not isinstance(times, Sequence | np.ndarray | jax.Array):
         raise TypeError(f"times must be a sequence of read times in seconds, got {type(times).__name__}")
     arr = jnp.asarray(times) if not isinstance(times, jax.Array) else times
     if arr.ndim != 1 or arr.shape[0] == 0:
         raise ValueError(f"times must be a non-empty 1-d sequence of seconds, got shape {arr.shape}")
-    _check_t(arr)
+    check_t(arr)
     return arr, False
-
-
-def _check_int(name: str, value, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if value < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {value}")
-    return int(value)
 
 
 def instance_bytes(cfg: CrossbarConfig, in_features: int, out_features: int, batch: int, n_times: int = 1,
@@ -228,20 +239,23 @@ def _runs_in_stages(mesh: Mesh) -> bool:
 
 
 def _validate(cfg, w, x, key, n, x_calib, scale, memory_budget, chunk_size, learned=None):
-    _check_cfg(cfg)
-    _check_key(key)
-    w = _check_array("w", w, (2,))
-    x = _check_inputs(cfg, x, w.shape[0])
-    n = _check_int("n", n, 1)
+    check_cfg(cfg)
+    check_key(key)
+    w = check_weights("w", w)
+    x = check_inputs(cfg, x, w.shape[0])
+    check_product(x, w)
+    check_representable(cfg, jnp.result_type(w.dtype, x.dtype))
+    n = check_int("n", n, 1, MAX_INSTANCES)
     if x_calib is not None:
-        x_calib = jnp.atleast_2d(_check_inputs(cfg, x_calib, w.shape[0], "x_calib"))
+        x_calib = jnp.atleast_2d(check_inputs(cfg, x_calib, w.shape[0], "x_calib"))
     if scale is not None:
-        scale = _check_array("scale", scale, (0, 1))
+        scale = check_array("scale", scale, (0, 1))
     if memory_budget is not None:
-        if isinstance(memory_budget, bool) or not isinstance(memory_budget, int | float) or memory_budget <= 0:
+        if (isinstance(memory_budget, bool) or not isinstance(memory_budget, int | float)
+                or not math.isfinite(memory_budget) or memory_budget <= 0):
             raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
     if chunk_size is not None:
-        chunk_size = _check_int("chunk_size", chunk_size, 1)
+        chunk_size = check_int("chunk_size", chunk_size, 1)
     if learned is not None:
         if not callable(getattr(learned, "check", None)):
             raise TypeError(f"mapping must be a jaxcim.LearnedMapping, got {type(learned).__name__}")
@@ -267,7 +281,7 @@ def iter_chunks(
     """
     w, x, n, x_calib, scale, chunk_size = _validate(cfg, w, x, key, n, x_calib, scale, memory_budget, chunk_size,
                                                     mapping)
-    start = _check_int("start", start, 0)
+    start = check_int("start", start, 0)
     times_arr, _ = _as_times(t, times)
     if x_calib is None and cfg.adc.range_mode == "calibrated":
         x_calib = jnp.atleast_2d(x)  # as jc.simulate: calibrate the ADC on the inputs
@@ -406,8 +420,8 @@ def monte_carlo_stats(
     """
     _, single = _as_times(t, times)
     if reference is None:
-        xw = _check_array("x", x, (1, 2))
-        reference = jnp.matmul(jnp.atleast_2d(xw), _check_array("w", w, (2,)),
+        xw = check_array("x", x, (1, 2))
+        reference = jnp.matmul(jnp.atleast_2d(xw), check_array("w", w, (2,)),
                                precision=jax.lax.Precision.HIGHEST)
     reference = jnp.atleast_2d(jnp.asarray(reference))
     parts = [out for _, _, out in iter_chunks(cfg, w, x, key=key, n=n, t=t, times=times, reduce=_error_stats,

@@ -47,7 +47,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxcim import core
+from jaxcim import checks, core
 from jaxcim import mapping as mp
 from jaxcim.config import CrossbarConfig
 
@@ -377,10 +377,11 @@ def optimize_mapping(
     Returns:
       `OptimizeResult`.
     """
-    core._check_cfg(cfg)
-    core._check_key(key)
-    w = core._check_array("w", w, (2,))
-    x_calib = core._check_inputs(cfg, x_calib, w.shape[0], "x_calib")
+    checks.check_cfg(cfg)
+    checks.check_key(key)
+    w = checks.check_weights("w", w)
+    checks.check_representable(cfg, w.dtype)
+    x_calib = checks.check_inputs(cfg, x_calib, w.shape[0], "x_calib")
     if x_calib.ndim != 2:
         raise ValueError(f"x_calib must be (batch, in_features), got shape {x_calib.shape}")
     steps = _check_positive_int("steps", steps)
@@ -399,7 +400,7 @@ def optimize_mapping(
         x_train, x_test = x_calib[:-n_test], x_calib[-n_test:]
     else:
         x_train = x_calib
-        x_test = core._check_inputs(cfg, x_test, w.shape[0], "x_test")
+        x_test = checks.check_inputs(cfg, x_test, w.shape[0], "x_test")
     dtype = w.dtype
     x_train, x_test = jnp.asarray(x_train, dtype), jnp.atleast_2d(jnp.asarray(x_test, dtype))
     m0 = init_mapping(cfg, w, learn) if init is None else init

@@ -171,6 +171,22 @@ def test_zero_wires_with_terminal_resistances(x64):
         np.testing.assert_allclose(column_currents(g, v, rr, rc, r_driver=r_driver, r_sense=r_sense), ref, rtol=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(32, 32), (40, 16), (16, 40)])
+@pytest.mark.parametrize("r_term", [1e5, 1e7, 1e12])
+def test_large_terminal_resistances_match_dense(shape, r_term):
+    """Sense (and driver) resistances up to 1e12 ohm against the float64 dense nodal solve. The terminal step
+    once formed x - r F x, which lost every digit when r E >> 1 (float32: 66 % error at 1e6 ohm, 12x at 1e7)."""
+    rng = np.random.default_rng(3)
+    g, v = rng.uniform(1e-6, 1e-4, shape), rng.uniform(-0.2, 0.2, (3, shape[0]))
+    for kw in ({"r_sense": r_term}, {"r_driver": r_term}):
+        ref = dense_solve(g, v, 2.0, 2.0, **kw)[0]
+        with jax.enable_x64(True):
+            i64 = np.asarray(column_currents(jnp.asarray(g), jnp.asarray(v), 2.0, 2.0, **kw))
+        assert np.max(np.abs(i64 - ref)) < 1e-10 * np.max(np.abs(ref)), kw
+        i32 = np.asarray(column_currents(jnp.asarray(g, jnp.float32), jnp.asarray(v, jnp.float32), 2.0, 2.0, **kw))
+        assert np.max(np.abs(i32 - ref)) < 3e-6 * np.max(np.abs(ref)), kw
+
+
 def test_single_cell(x64):
     g, v = 1e-4, np.array([[0.3], [-0.1]])
     for r in [(2.0, 3.0, 0.0, 0.0), (0.0, 5.0, 7.0, 0.0), (2.0, 3.0, 4.0, 5.0)]:

@@ -1,6 +1,6 @@
 """Exact IR-drop solve of a resistive crossbar: wire resistance, terminal resistances, sinh cells.
 
-Circuit (``DESIGN.md``, "Circuit convention for IR drop"): R word lines driven at their left end through
+Circuit: R word lines driven at their left end through
 ``r_driver`` and one ``r_row`` segment, C bit lines sensed at their bottom end through one ``r_col`` segment and
 ``r_sense`` into a virtual ground; cell (i, j) joins row node (i, j) and column node (i, j) with a conductance
 ``g[i, j]`` (I = g V) or a sinh element (I = g v0 sinh(V / v0)), V = row node minus column node.
@@ -123,7 +123,7 @@ class _Factor(NamedTuple):
     lines: _Lines
     f: Array  # (n, m, m) F_k = E_{k-1} (I + rq E_{k-1})^-1, `_series` (the first is 0)
     e_last: Array  # (m, m) E_{n-1}
-    f_last: Array  # (m, m) E_{n-1} (I + rq0 E_{n-1})^-1
+    t_last: Array  # (m, m) (I + rq0 E_{n-1})^-1, the sense terminal (`_spd_solve`)
 
 
 def _flip_t(a: Array) -> Array:
@@ -194,8 +194,7 @@ def _series(e: Array, r) -> Array:
     """
     m = e.shape[-1]
     if m <= _LEAF:
-        chol = lax.linalg.cholesky(jnp.eye(m, dtype=e.dtype) + r * e, symmetrize_input=False)
-        y = lax.linalg.triangular_solve(chol, e, left_side=True, lower=True)
+        y = _cholesky_solve_leaf(jnp.eye(m, dtype=e.dtype) + r * e, e)
         return e - r * _mm(y.T, y)
     h = m // 2
     a, b, c = e[:h, :h], e[:h, h:], e[h:, h:]
@@ -204,6 +203,54 @@ def _series(e: Array, r) -> Array:
     fc = _series(c - r * _mm(b.T, w), r)
     x = w - r * _mm(w, fc)
     return jnp.block([[fa - r * _mm(x, w.T), x], [x.T, fc]])
+
+
+def _cholesky_solve_leaf(a: Array, b: Array) -> Array:
+    """L^-1 b for the Cholesky factor L of an SPD matrix a (m, m) whose eigenvalues are >= 1, b (m, k).
+
+    Gaussian elimination without pivoting on [a | b] (stable for SPD matrices), written as a ``fori_loop`` of
+    rank-1 updates in plain XLA operations: row i of the eliminated matrix, scaled by 1 / sqrt(its pivot), is
+    row i of [L^T | L^-1 b]. LAPACK's batched potrf/trsm are not used here: under ``vmap`` on CPU, jaxlib 0.10
+    splits their batch over XLA's intra-op thread pool and waits inside a pool thread, which deadlocks when two
+    such calls run at once and the pool has no free thread (a Monte Carlo chunk of 8 IR-drop instances hung on a
+    2-core machine; tools/xla_reproducers/README.md).
+    """
+    m = a.shape[-1]
+    rows = jnp.arange(m)
+
+    def step(k, w):
+        row = lax.dynamic_index_in_dim(w, k, axis=0, keepdims=False)
+        factor = jnp.where(rows > k, lax.dynamic_index_in_dim(w, k, axis=1, keepdims=False) / row[k], 0.0)
+        return w - factor[:, None] * row[None, :]
+
+    w = lax.fori_loop(0, m, step, jnp.concatenate([a, b], axis=1))
+    return w[:, m:] / jnp.sqrt(jnp.diagonal(w[:, :m]))[:, None]
+
+
+def _terminal(e: Array, r) -> Array:
+    """I + r E: the network E seen through the terminal resistance r of every Q line (SPD, eigenvalues >= 1)."""
+    return jnp.eye(e.shape[-1], dtype=e.dtype) + r * e
+
+
+def _spd_solve(a: Array, b: Array) -> Array:
+    """a^-1 b for an SPD matrix a (m, m) whose eigenvalues are >= 1 (`_terminal`), b (m, k).
+
+    The terminal step solves with I + r E directly instead of forming x - r F x (`_series_apply`), which loses
+    every digit when r E >> 1 (a sense resistance of 1 Mohm on 100 uS cells: 66 % error in float32). Gauss-Jordan
+    elimination without pivoting (stable for SPD matrices) as a ``fori_loop`` of rank-1 updates, for the reason
+    given in `_cholesky_solve_leaf`.
+    """
+    m = a.shape[-1]
+    rows = jnp.arange(m)
+
+    def step(k, w):
+        row = lax.dynamic_index_in_dim(w, k, axis=0, keepdims=False)
+        row = row / row[k]
+        col = lax.dynamic_index_in_dim(w, k, axis=1, keepdims=False)
+        w = w - jnp.where(rows != k, col, 0.0)[:, None] * row[None, :]
+        return lax.dynamic_update_index_in_dim(w, row, k, axis=0)
+
+    return lax.fori_loop(0, m, step, jnp.concatenate([a, b], axis=1))[:, m:]
 
 
 def _series_apply(f: Array, r, x: Array) -> Array:
@@ -241,7 +288,7 @@ def _sweep(g: Array, rp, rp0, rq, rq0, u: Array) -> Array:
 
     init = (jnp.zeros((m, m), g.dtype), jnp.zeros((m, u.shape[1]), g.dtype))
     (e, h), _ = lax.scan(step, init, (g, ln.zd, ln.lam, ln.dd, ln.phi, u))
-    return _series_apply(_series(e, rq0), rq0, h)
+    return _spd_solve(_terminal(e, rq0), h)
 
 
 def _factor(g: Array, rp, rp0, rq, rq0) -> _Factor:
@@ -253,7 +300,8 @@ def _factor(g: Array, rp, rp0, rq, rq0) -> _Factor:
         return _eliminate_step(rq, e, *xs)
 
     e, f = lax.scan(step, jnp.zeros((m, m), g.dtype), (g, ln.zd, ln.lam, ln.dd))
-    return _Factor(g=g, rp=rp, rq=rq, rq0=rq0, lines=ln, f=f, e_last=e, f_last=_series(e, rq0))
+    t_last = _spd_solve(_terminal(e, rq0), jnp.eye(m, dtype=g.dtype))
+    return _Factor(g=g, rp=rp, rq=rq, rq0=rq0, lines=ln, f=f, e_last=e, t_last=t_last)
 
 
 def _thomas(ln: _Lines, rp, b: Array) -> Array:
@@ -299,8 +347,8 @@ def _solve(fac: _Factor, vp: Array, vq: Array, bp: Array, bq: Array):
         return h, h
 
     h_last, h = lax.scan(fwd, jnp.zeros_like(f[0]), (f, fac.f))
-    iq = _series_apply(fac.f_last, fac.rq0, h_last - _mm(fac.e_last, vq))
-    q_last = _series_apply(fac.f_last, fac.rq0, fac.rq0 * h_last + vq)
+    iq = _mm(fac.t_last, h_last - _mm(fac.e_last, vq))
+    q_last = _mm(fac.t_last, fac.rq0 * h_last + vq)
 
     def bwd(qn, xs):
         hk, fe = xs
@@ -628,7 +676,11 @@ def _prepare(g, v, r_row, r_col, r_driver, r_sense, v0):
         raise ValueError(f"g must have shape (rows, cols), got {g.shape}")
     if v.ndim < 1 or v.shape[-1] != g.shape[0]:
         raise ValueError(f"v must have shape (..., rows) with rows = {g.shape[0]} (from g), got {v.shape}")
+    if g.size == 0:
+        raise ValueError(f"g is empty (shape {g.shape})")
     _check("g", g, scalar=False)
+    if not isinstance(v, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(v))):
+        raise ValueError("v contains NaN or inf values")
     rs = {"r_row": r_row, "r_col": r_col, "r_driver": r_driver, "r_sense": r_sense}
     for name, r in rs.items():
         _check(name, r)
@@ -661,6 +713,14 @@ def _fields_scaled(st: _Static, theta, v2):
 def _linear_currents_scaled(theta, v2):
     theta_n, s = _normalize(theta)
     return _linear_currents(theta_n, v2) * s
+
+
+def _check_tol(tol) -> float:
+    if isinstance(tol, bool) or not isinstance(tol, int | float | np.floating | np.integer):
+        raise TypeError(f"tol must be a number, got {type(tol).__name__} {tol!r}")
+    if not (np.isfinite(tol) and 0 < tol < 1):
+        raise ValueError(f"tol must be finite and in (0, 1) (a relative voltage step), got {tol!r}")
+    return float(tol)
 
 
 def _default_tol(dtype) -> float:
@@ -727,7 +787,9 @@ def solve(
     theta, v2, batch, ideal = _prepare(g, v, r_row, r_col, r_driver, r_sense, v0)
     rows, cols = theta[0].shape
     k = v2.shape[0]
-    tol = _default_tol(theta[0].dtype) if tol is None else float(tol)
+    tol = _default_tol(theta[0].dtype) if tol is None else _check_tol(tol)
+    if isinstance(max_iterations, bool) or not isinstance(max_iterations, int | np.integer) or max_iterations < 1:
+        raise ValueError(f"max_iterations must be an integer >= 1, got {max_iterations!r}")
     if ideal:
         cur = _ideal_currents(theta, v2, v0 is not None)
         x = jnp.broadcast_to(v2[:, :, None], (k, rows, cols))

@@ -67,7 +67,8 @@ def relaxation_sigma(g, t, g_max=G_MAX_REF):
     sqrt(max(sigma(t)^2 - sigma(1 s)^2, 0)): the part of the t-second spread not present right after
     (verified) programming.
     """
-    s1 = programming_sigma(g, 1.0, g_max)
-    st = programming_sigma(g, t, g_max)
+    # in units of g_max: the squares stay finite whatever the conductance scale
+    s1 = programming_sigma(g, 1.0, g_max) / g_max
+    st = programming_sigma(g, t, g_max) / g_max
     d = st * st - s1 * s1
-    return jnp.where(d > 0, jnp.sqrt(jnp.where(d > 0, d, 1.0)), 0.0)  # safe sqrt: finite gradient at 0
+    return jnp.where(d > 0, jnp.sqrt(jnp.where(d > 0, d, 1.0)), 0.0) * g_max  # safe sqrt: finite gradient at 0

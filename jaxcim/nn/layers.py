@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.nnx.nn import dtypes, initializers
 
-from jaxcim import core
+from jaxcim import checks, core
 from jaxcim.config import CrossbarConfig
 
 MODES = ("digital", "hwa", "analog")
@@ -92,7 +92,7 @@ class _AnalogMatmul(nnx.Module):
     def _init_analog(self, cfg: CrossbarConfig, mode: str, t: float, rngs: Any) -> None:
         _check_cfg(cfg, type(self).__name__)
         _check_mode(mode)
-        core._check_t(t)
+        checks.check_t(t)
         self.cfg = cfg
         self.mode = mode
         self.t = ReadTime(jnp.asarray(t, jnp.float32))
@@ -357,7 +357,7 @@ def set_time(model: Any, t: float | jax.Array) -> Any:
     Returns:
       ``model``.
     """
-    core._check_t(t)
+    checks.check_t(t)
     for _, layer in _layers_or_raise(model, "set_time"):
         layer.t.set_value(jnp.asarray(t, jnp.float32))
     return model
@@ -379,7 +379,7 @@ def program(model: Any, x_calib: jax.Array, *, key: jax.Array) -> Any:
     Returns:
       ``model`` (programmed, in ``"analog"`` mode, read time 0).
     """
-    core._check_key(key)
+    checks.check_key(key)
     layers = _layers_or_raise(model, "program")
     for j, (_, layer) in enumerate(layers):
         layer.key.set_value(jax.random.fold_in(key, j))
