@@ -1,6 +1,6 @@
 """A small ngspice driver for crossbar reference currents (used by tests/test_ir_drop.py and benchmarks).
 
-The netlist is the DESIGN.md IR-drop convention, written out element by element: row sources, driver and
+The netlist is jaxcim.circuit.ir_drop's circuit convention, written out element by element: row sources, driver and
 wire resistors, cells (a resistor 1/g, or a B-source I = g v0 sinh(V / v0)), column wire and sense resistors,
 and a 0 V source in series with each column's ground connection whose current is the column output. All
 input vectors are solved in one ngspice run (``alter`` + ``op`` per vector).

@@ -1,4 +1,5 @@
-"""Device models against the published check values (DESIGN.md), independent fits and Monte Carlo moments."""
+"""Device models against the published check values (aihwkit 1.2 PCMLikeNoiseModel, Joshi 2020, Wan 2022),
+independent fits and Monte Carlo moments."""
 
 import math
 

@@ -23,7 +23,7 @@ def _ideal(**changes):
 
 def test_sar_model_reproduces_neurosim_22nm_energies():
     hw = HardwareConfig()
-    # NeuroSim SAR ADC at 22 nm (DESIGN.md): ~33 fJ at 4 bits, ~42 fJ at 5 bits
+    # NeuroSim V1.4 SAR ADC model at 22 nm: ~33 fJ at 4 bits, ~42 fJ at 5 bits
     assert float(adc_energy(hw, 4)) == pytest.approx(33e-15, rel=0.03)
     assert float(adc_energy(hw, 5)) == pytest.approx(42e-15, rel=0.03)
 

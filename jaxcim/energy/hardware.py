@@ -49,7 +49,8 @@ class HardwareConfig:
     """Energy, latency and area parameters of the peripheral circuits (defaults: 22 nm 1T1R ReRAM).
 
     Attributes:
-      node: CMOS technology node (feature size F), m. Default 22 nm (the node of DESIGN.md's ReRAM macros).
+      node: CMOS technology node (feature size F), m. Default 22 nm (the node of the ReRAM macro of Hung et al.,
+        Nat. Electron. 2021, and of NeuroSim's ReRAM defaults).
       cell_area_f2: area of one memory cell in F^2. Default 48 F^2: the 1T1R cell of NeuroSim V1.4
         (``heightInFeatureSize1T1R = 4``, ``widthInFeatureSize1T1R = 12`` in Param.cpp).
       t_read: read pulse per input cycle, s (for ``input_encoding="pwm"``: the full-scale pulse). Default 10 ns:
@@ -68,7 +69,7 @@ class HardwareConfig:
         (E = adc_fom * 2**ENOB, ENOB taken equal to the nominal bits). Static.
       sar_e_bit: SAR ADC energy per bit cycle (comparator and logic), J. Default 8 fJ, and
       sar_e_cap: SAR ADC capacitive-DAC energy per unit capacitor, J. Default 0.0625 fJ: the two-term SAR model
-        through NeuroSim's 22 nm SAR ADC energies, 33 fJ at 4 bits and 42 fJ at 5 bits (DESIGN.md).
+        through NeuroSim's 22 nm SAR ADC energies, 33 fJ at 4 bits and 42 fJ at 5 bits (NeuroSim V1.4 SAR ADC model).
       adc_fom: Walden figure of merit, J per conversion step. Default 10 fJ/step: Murmann ADC survey, designs at
         >= 100 MS/s sit at ~5-10 fJ/step (upper end taken).
       t_adc_bit: ADC conversion time per bit, s. Default 1 ns: one SAR decision per cycle of NeuroSim V1.4's

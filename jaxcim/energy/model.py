@@ -8,7 +8,7 @@ One MVM of a layer (in_features x out_features) on weight-stationary arrays, all
   reads (and conversions) per cycle;
 - array: E = sum over cycles and rows of V_i^2 * (sum of the conductances on row i) * t_read, with
   V_i = v_read * level (amplitude encoding) or a full-amplitude pulse of width level * t_read (PWM, so
-  E ~ level * V^2 G t_read). Columns sit at virtual ground (DESIGN.md circuit convention), so this is
+  E ~ level * V^2 G t_read). Columns sit at virtual ground (the circuit of `jaxcim.circuit`), so this is
   the whole Joule dissipation of the cells. It is computed from the actual conductances of a programmed
   `CrossbarState` (or the target conductances of weights ``w``) and actual inputs ``x`` when given,
   otherwise from the expected conductances and the workload's input statistics;
@@ -322,7 +322,7 @@ def estimate(
 
     References:
       Energy defaults: see `HardwareConfig`. The Joule term sum V^2 G t follows from Ohm's law with columns at
-      virtual ground (DESIGN.md circuit convention).
+      virtual ground (the circuit of `jaxcim.circuit`).
     """
     hw = HardwareConfig() if hw is None else hw
     workloads = list(workload) if isinstance(workload, list | tuple) else [workload]
