@@ -11,8 +11,9 @@
 
 Subcommands live in `SUBCOMMANDS`: name -> (help, add_arguments(parser), handler(args) -> exit status);
 a new one is one more entry. Heavy imports (jax) happen inside handlers, so ``jaxcim --help`` is fast.
-Mistakes a user can make (missing file, bad TOML, unknown key, out-of-range value, unwritable output folder,
-``--resume`` of a different study) print one ``error:`` line and exit with status 2.
+Mistakes a user can make (missing file, bad TOML, unknown key, out-of-range or mistyped value, unwritable output
+folder, an output folder another run is using, ``--resume`` of a different study or of a damaged checkpoint, a
+sweep grid of more than `MAX_GRID_POINTS` points) print one ``error:`` line and exit with status 2.
 
 Multi-host: ``jaxcim run --distributed`` calls ``jax.distributed.initialize()`` (coordinator, process count
 and id from the cluster environment: SLURM, Open MPI, Cloud TPU, or the ``JAX_COORDINATOR_ADDRESS``,
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +33,8 @@ from typing import Any
 from jaxcim.study import StudyError
 
 DEFAULT_OUT = "jaxcim-results"
+MAX_GRID_POINTS = 10_000
+"""Most points of a ``jaxcim sweep`` grid (all settings and read times together)."""
 
 
 def _times(text: str) -> list[float]:
@@ -75,6 +79,7 @@ def _load_mapping(path: str):
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from jaxcim.io import job_lock_name, lock_output
     from jaxcim.study import STUDY_TYPES, load_study, prepare_output
 
     overrides = {"instances": args.instances, "times": args.times, "seed": args.seed, "batch": args.batch,
@@ -88,12 +93,13 @@ def run_command(args: argparse.Namespace) -> int:
     out = prepare_output(args.out)
     _init_distributed(args)
     stype = STUDY_TYPES[study["study"]]
-    print(f"study {study['name']!r} ({study['study']}): {cfg.name} crossbar, {study['instances']} instances",
-          file=sys.stderr, flush=True)
-    try:
-        results = stype.run(study, cfg, out, resume=args.resume, progress=not args.quiet, **extra)
-    except ValueError as e:  # e.g. a mapping learned for other weights or arrays
-        raise StudyError(str(e)) from None
+    with lock_output(out, name=job_lock_name()):  # (the runner takes it again: reentrant)
+        print(f"study {study['name']!r} ({study['study']}): {cfg.name} crossbar, {study['instances']} instances",
+              file=sys.stderr, flush=True)
+        try:
+            results = stype.run(study, cfg, out, resume=args.resume, progress=not args.quiet, **extra)
+        except ValueError as e:  # e.g. a mapping learned for other weights or arrays
+            raise StudyError(str(e)) from None
     if stype.table is not None:
         print(stype.table(results))
     t = results.get("timings", {})
@@ -111,17 +117,23 @@ def run_command(args: argparse.Namespace) -> int:
 
 def parse_values(text: str) -> list[Any]:
     """``4:10`` -> 4..10 (integers, inclusive), ``0:1:0.25`` -> stepped range, ``a,b,c`` -> list
-    (numbers, true/false, or strings)."""
+    (numbers, true/false, or strings). A range of more than `MAX_GRID_POINTS` values is refused (StudyError)."""
     if ":" in text and "," not in text:
         parts = text.split(":")
         try:
             nums = [float(p) for p in parts]
         except ValueError:
             raise StudyError(f"bad range {text!r}: expected start:stop or start:stop:step") from None
-        if len(nums) not in (2, 3) or (len(nums) == 3 and nums[2] <= 0) or nums[1] < nums[0]:
+        if len(nums) not in (2, 3) or not all(math.isfinite(v) for v in nums):
+            raise StudyError(f"bad range {text!r}: expected start:stop[:step] with finite numbers")
+        if (len(nums) == 3 and nums[2] <= 0) or nums[1] < nums[0]:
             raise StudyError(f"bad range {text!r}: expected start:stop[:step] with start <= stop and step > 0")
         step = nums[2] if len(nums) == 3 else 1.0
-        count = int((nums[1] - nums[0]) / step + 1e-9) + 1
+        count = math.floor((nums[1] - nums[0]) / step + 1e-9) + 1
+        if count > MAX_GRID_POINTS:
+            shown = f"{count:,}" if count < 10**15 else f"{float(count):.3g}"
+            raise StudyError(f"range {text!r} has {shown} values; a sweep takes at most {MAX_GRID_POINTS:,} grid "
+                             "points (use a larger step)")
         vals = [nums[0] + i * step for i in range(count)]
         return [int(v) if all(p.lstrip("-").isdigit() for p in parts) else v for v in vals]
 
@@ -166,10 +178,8 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def sweep_command(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from jaxcim import montecarlo as mc
-    from jaxcim.study import atomic_write_json, format_time, load_study, mvm_data, prepare_output
+    from jaxcim.io import lock_output
+    from jaxcim.study import load_study, mvm_data, prepare_output
 
     grid: dict[str, list[Any]] = {}
     for item in args.settings:
@@ -177,6 +187,10 @@ def sweep_command(args: argparse.Namespace) -> int:
         if not eq or not name or not values:
             raise StudyError(f"bad setting {item!r}: expected NAME=VALUES, e.g. adc.bits=4:10")
         grid[name.strip()] = parse_values(values)
+    points = math.prod(len(v) for v in grid.values())
+    if points > MAX_GRID_POINTS:
+        raise StudyError(f"the sweep grid has {points:,} points ({' x '.join(str(len(v)) for v in grid.values())}); "
+                         f"at most {MAX_GRID_POINTS:,} are allowed")
     times = grid.pop("t", None)
     study, cfg = load_study(args.study, {"instances": args.instances, "seed": args.seed,
                                          "times": times})
@@ -186,19 +200,34 @@ def sweep_command(args: argparse.Namespace) -> int:
         leaf = _is_leaf(name)
         for v in vals:
             try:
-                cfg.replace(**{name: float(v) if leaf and isinstance(v, int) else v})
+                cfg.replace(**{name: _leaf_value(leaf, v)})
             except KeyError as e:
                 raise StudyError(e.args[0]) from None
             except (TypeError, ValueError) as e:
                 raise StudyError(str(e)) from None
-    out = prepare_output(args.out)
     w, x, key = mvm_data(study, cfg.dac.signed)
+    out = prepare_output(args.out)
+    with lock_output(out):
+        return _sweep(study, cfg, grid, out, w, x, key)
+
+
+def _leaf_value(leaf: bool, v: Any) -> Any:
+    """A sweep value as the config takes it: integers as floats for traced leaves (one compilation)."""
+    return float(v) if leaf and isinstance(v, int) and not isinstance(v, bool) else v
+
+
+def _sweep(study: dict[str, Any], cfg, grid: dict[str, list[Any]], out: Path, w, x, key) -> int:
+    """Run a validated sweep with the output folder locked; writes sweep.json, sweep.txt, sweep.png."""
+    import numpy as np
+
+    from jaxcim import montecarlo as mc
+    from jaxcim.study import atomic_write_bytes, atomic_write_json, format_time
+
     times = study["times"]
     names = list(grid)
     rows = []
     for combo in itertools.product(*grid.values()) if grid else [()]:
-        changes = {n: (float(v) if _is_leaf(n) and isinstance(v, int) else v)
-                   for n, v in zip(names, combo, strict=True)}
+        changes = {n: _leaf_value(_is_leaf(n), v) for n, v in zip(names, combo, strict=True)}
         c = cfg.replace(**changes)
         errs = mc.monte_carlo_stats(c, w, x, key=key, n=study["instances"], times=times,
                                     memory_budget=study["memory_budget"] or None)  # 0: the default
@@ -213,7 +242,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     print("\n".join(lines))
     atomic_write_json(out / "sweep.json", {"study": study, "crossbar": cfg.to_dict(), "grid": grid,
                                            "times": times, "rows": rows})
-    (out / "sweep.txt").write_text("\n".join(lines) + "\n")
+    atomic_write_bytes(out / "sweep.txt", ("\n".join(lines) + "\n").encode())
     plot = _sweep_plot(out, rows, names, times)
     print(f"results in {out}/: sweep.json, sweep.txt" + (f", {plot}" if plot else
                                                           " (for plots: pip install jaxcim[plots])"))

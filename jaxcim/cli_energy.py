@@ -28,6 +28,7 @@ from typing import Any
 
 from jaxcim.config import load_config
 from jaxcim.energy.hardware import HardwareConfig, Workload, hardware_preset
+from jaxcim.io import atomic_write_bytes, check_writable_file
 from jaxcim.study import read_toml
 
 PARETO_KEYS = ("instances", "batch", "seed")
@@ -76,6 +77,8 @@ def energy_command(args: argparse.Namespace) -> int:
     from jaxcim.energy.model import estimate
 
     try:
+        if args.json:
+            check_writable_file(args.json, "--json")
         cfg, hw, wls, _ = load_study(args.study)
         rep = estimate(cfg, wls, hw)
     except (FileNotFoundError, KeyError, TypeError, ValueError) as e:
@@ -84,7 +87,7 @@ def energy_command(args: argparse.Namespace) -> int:
     print(f"{cfg.name}: {len(wls)} layer(s), {sum(w.mvms for w in wls)} MVM(s) per inference")
     print(rep.table())
     if args.json:
-        Path(args.json).write_text(json.dumps(rep.as_dict(), indent=2))
+        atomic_write_bytes(Path(args.json), json.dumps(rep.as_dict(), indent=2).encode())
     return 0
 
 
@@ -102,6 +105,9 @@ def pareto_command(args: argparse.Namespace) -> int:
     from jaxcim.energy import pareto
 
     try:
+        for opt, path in (("--json", args.json), ("--plot", args.plot)):
+            if path:
+                check_writable_file(path, opt)
         cfg, hw, wls, table = load_study(args.study)
         table = dict(table)
         opts = {k: table.pop(k) for k in PARETO_KEYS if k in table}
@@ -136,8 +142,9 @@ def pareto_command(args: argparse.Namespace) -> int:
     else:
         print(f"no configuration reaches {pareto.TARGET_TOPS_PER_W:g} TOPS/W")
     if args.json:
-        Path(args.json).write_text(json.dumps([dict(r, pareto=bool(f)) for r, f in zip(res, front, strict=True)],
-                                              indent=2))
+        atomic_write_bytes(Path(args.json), json.dumps([dict(r, pareto=bool(f)) for r, f in zip(res, front,
+                                                                                           strict=True)],
+                                                       indent=2).encode())
     if args.plot:
         import matplotlib
 

@@ -57,7 +57,10 @@ def load_study(path: str | Path):
     opts = dict(opts)
     file = st.resolve_study(path)
     embedded = file.parent == st.default_study_path().parent
-    out = Path(opts.get("output", f"{s['name']}_mapping"))
+    output = opts.get("output", f"{s['name']}_mapping")
+    if not isinstance(output, str) or not output.strip():
+        raise st.StudyError(f"[optimize] output must be a file stem (a non-empty string), got {output!r}")
+    out = Path(output)
     opts["output"] = out if out.is_absolute() or embedded else file.parent / out
     return cfg, np.asarray(w), np.asarray(x), opts
 
@@ -92,6 +95,11 @@ def optimize_command(args: argparse.Namespace) -> int:
             opts[name] = getattr(args, name)
     if getattr(args, "output", None):
         opts["output"] = Path(args.output)
+    try:  # fail now, not after training, if the mapping cannot be written or the seed is not one
+        _check_before_training(opts)
+    except StudyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         result = optimize_mapping(
             cfg, w, x, key=jax.random.key(int(opts.get("seed", 0))), steps=opts.get("steps", 300),
@@ -108,8 +116,12 @@ def optimize_command(args: argparse.Namespace) -> int:
         "loss_first": float(result.loss_history[0]), "loss_last": float(result.loss_history[-1]),
         "before": result.before, "after": result.after, "wall_time_s": result.wall_time_s,
     }
-    npz, meta = save_mapping(opts["output"], result.mapping, metadata={**summary,
-                             "loss_history": result.loss_history.tolist()})
+    try:
+        npz, meta = save_mapping(opts["output"], result.mapping, metadata={**summary,
+                                 "loss_history": result.loss_history.tolist()})
+    except OSError as e:
+        print(f"error: cannot write the mapping {opts['output']}: {e.strerror or e}", file=sys.stderr)
+        return 2
     summary["mapping"] = [str(npz), str(meta)]
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -123,6 +135,19 @@ def optimize_command(args: argparse.Namespace) -> int:
             print(f"  reduction: mean {1 - a['mean'] / b['mean']:.1%}, p95 {1 - a['p95'] / b['p95']:.1%}")
         print(f"mapping written to {npz} and {meta}")
     return 0
+
+
+def _check_before_training(opts: dict) -> None:
+    """Raise StudyError if the mapping files cannot be written or the seed is out of range."""
+    from jaxcim.io import check_writable_file
+    from jaxcim.optimize import _mapping_paths
+    from jaxcim.study import MAX_SEED, StudyError
+
+    seed = opts.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise StudyError(f"[optimize] seed must be an integer in [0, {MAX_SEED}], got {seed!r}")
+    for path in _mapping_paths(opts["output"]):
+        check_writable_file(path, "mapping file")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,8 +6,10 @@ shapes, bit widths, level counts and method names are static (``pytree_node=Fals
 recompiles and changing a leaf does not.
 
 Every config checks its concrete values when it is built (``__post_init__``): a bad value raises a
-``ValueError``/``TypeError`` that names the field and the allowed range, before anything is traced.
-Values that are tracers (a config rebuilt inside ``jit``/``vmap``) are not checked.
+``ValueError``/``TypeError`` that names the field and the allowed range, before anything is traced. A value of
+the wrong type is a ``TypeError``: a string, list, table or bool where a number goes, anything but ``True`` /
+``False`` for a switch (``"false"`` is not false). Values that are tracers (a config rebuilt inside
+``jit``/``vmap``) are not range-checked.
 
 Units are SI: siemens, volts, amperes, ohms, seconds.
 """
@@ -54,15 +56,44 @@ def is_static_zero(value: Any) -> bool:
     return arr is not None and not np.any(arr)
 
 
+def _field(owner: str, name: str) -> str:
+    return f"{owner}.{name}" if owner else name
+
+
+_NOT_NUMBERS = (str, bytes, bool, complex, list, tuple, dict, Mapping, set, frozenset)
+
+
+def check_number_type(owner: str, name: str, value: Any) -> None:
+    """Raise TypeError naming ``owner.name`` if ``value`` cannot be a numeric leaf: a string, bool, complex number,
+    list, tuple, dict or set, or an array of strings, objects or complex numbers. Tracers, arrays of real numbers
+    and placeholders that JAX puts in pytrees (None, objects) pass."""
+    bad = isinstance(value, _NOT_NUMBERS) or isinstance(value, np.complexfloating)
+    dtype = getattr(value, "dtype", None)
+    if not bad and isinstance(value, np.ndarray | np.generic | jax.Array):
+        bad = np.dtype(dtype).kind not in "biuf"
+    if bad:
+        kind = f"array of {dtype}" if dtype is not None and not isinstance(value, np.generic) else type(value).__name__
+        raise TypeError(f"{_field(owner, name)} must be a number, got {kind} {value!r}")
+
+
+def check_bool(owner: str, name: str, value: Any) -> None:
+    """Raise TypeError naming ``owner.name`` unless ``value`` is a real boolean (``"false"``, 0, 1 are not)."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{_field(owner, name)} must be true or false (a boolean), got {type(value).__name__} "
+                        f"{value!r}")
+
+
 def check_range(
     owner: str, name: str, value: Any, lo: float | None = None, hi: float | None = None,
     *, lo_open: bool = False, hi_open: bool = False,
 ) -> None:
-    """Raise ValueError naming ``owner.name`` if a concrete value is NaN or outside [lo, hi]."""
+    """Raise ValueError naming ``owner.name`` if a concrete value is NaN or outside [lo, hi]; TypeError if it is
+    not a number (`check_number_type`: strings, lists, tables, bools)."""
+    check_number_type(owner, name, value)
     arr = _concrete(value)
     if arr is None:
         return
-    field = f"{owner}.{name}"
+    field = _field(owner, name)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{field} must be finite, got {value!r}")
     lo_bad = lo is not None and (np.any(arr <= lo) if lo_open else np.any(arr < lo))
@@ -76,7 +107,7 @@ def check_range(
 
 
 def check_choice(owner: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{owner}.{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
@@ -137,6 +168,7 @@ class DeviceConfig:
         if gmin is not None and gmax is not None and np.any(gmin >= gmax):
             raise ValueError(f"device.g_min must be < device.g_max, got g_min={self.g_min!r} >= "
                              f"g_max={self.g_max!r} (siemens)")
+        check_int(o, "levels", self.levels, 0)
         if self.levels != 0:
             check_int(o, "levels", self.levels, 2)
         for name in ("prog_noise_scale", "read_noise_scale", "drift_scale", "range_spread",
@@ -153,7 +185,10 @@ class DeviceConfig:
                              "fit one with jaxcim.devices.fit_custom)")
         for name in ("sigma_poly", "mean_poly"):
             coeffs = getattr(self, name)
-            if not isinstance(coeffs, tuple) or not all(math.isfinite(float(c)) for c in coeffs):
+            if not isinstance(coeffs, tuple) or not all(
+                    isinstance(c, int | float | np.integer | np.floating) and not isinstance(c, bool) for c in coeffs):
+                raise TypeError(f"device.{name} must be a tuple of numbers, got {coeffs!r}")
+            if not all(math.isfinite(float(c)) for c in coeffs):
                 raise ValueError(f"device.{name} must be a tuple of finite numbers, got {coeffs!r}")
 
 
@@ -247,6 +282,8 @@ class DACConfig:
 
     def __post_init__(self):
         check_int("dac", "bits", self.bits, 0, 24)
+        check_bool("dac", "signed", self.signed)
+        check_bool("dac", "bit_serial", self.bit_serial)
         if self.bits == 1 and self.signed:
             raise ValueError("dac.bits must be >= 2 for signed inputs (one bit is the sign); "
                              "use dac.signed = false for binary inputs")
@@ -320,6 +357,7 @@ class CircuitConfig:
 
     def __post_init__(self):
         check_choice("circuit", "kind", self.kind, CIRCUIT_KINDS)
+        check_bool("circuit", "nonlinear", self.nonlinear)
         for name in ("r_row", "r_col", "r_driver", "r_sense"):
             check_range("circuit", name, getattr(self, name), 0.0)
         check_range("circuit", "v0", self.v0, 0.0, lo_open=True)
@@ -346,6 +384,11 @@ class CrossbarConfig:
     circuit: CircuitConfig = dataclasses.field(default_factory=CircuitConfig)
     drift_compensation: bool = struct.field(pytree_node=False, default=False)
     name: str = struct.field(pytree_node=False, default="custom")
+
+    def __post_init__(self):
+        check_bool("", "drift_compensation", self.drift_compensation)
+        if not isinstance(self.name, str):
+            raise TypeError(f"name must be a string, got {type(self.name).__name__} {self.name!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (numbers as Python floats/ints), TOML/JSON serializable."""

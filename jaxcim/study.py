@@ -21,6 +21,11 @@ A study file is TOML: study keys at the top level and the crossbar under ``[cros
 chunk atomically (write to a temporary file, then ``os.replace``) in ``<out>/checkpoint``, and on
 ``resume`` continues after the last complete chunk, with the same chunk size, so a resumed study gives
 bit-for-bit the results of an uninterrupted one. New study types register in `STUDY_TYPES`.
+
+The output folder is locked while a study runs (one job per folder; a killed job leaves no stale lock), every
+chunk file carries the study's fingerprint (a chunk of another study, or a damaged or short one, is computed
+again on resume), and starting over deletes only the files jaxcim writes in ``<out>/checkpoint`` (see
+`jaxcim.io`).
 """
 
 from __future__ import annotations
@@ -28,9 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import platform
-import shutil
 import sys
 import time
 import tomllib
@@ -42,9 +45,22 @@ from typing import Any
 
 import numpy as np
 
+from jaxcim import io
+from jaxcim.io import (  # noqa: F401 - re-exported: other modules import these from jaxcim.study
+    StudyError,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_npz,
+    prepare_output,
+)
+from jaxcim.io import json_default as _json_default
 
-class StudyError(ValueError):
-    """A mistake in a study file or command line: reported in one line, exit status 2."""
+MAX_INSTANCES = 2**31
+"""Most device instances of a study (instance indices are uint32 inside the compiled chunks)."""
+MAX_SEED = 2**32 - 1
+"""Largest seed: ``jax.random.key`` keeps 32 bits of a seed (without x64), larger ones would repeat smaller ones."""
+MAX_SIZE = 2**31 - 1
+"""Largest batch, in_features, out_features and chunk_size."""
 
 
 @dataclass(frozen=True)
@@ -129,26 +145,30 @@ def _crossbar(data: Mapping[str, Any], where: str):
         raise StudyError(f"{where}: [crossbar]: {e}") from None
 
 
-def _number(name: str, value: Any, lo: float, *, integer: bool = False, lo_open: bool = False) -> Any:
+def _number(name: str, value: Any, lo: float, *, integer: bool = False, lo_open: bool = False,
+            hi: int | None = None) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise StudyError(f"{name} must be a number, got {value!r}")
-    if integer and (not float(value).is_integer()):
+        raise StudyError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    finite = not isinstance(value, float) or math.isfinite(value)  # (math.isfinite overflows on huge ints)
+    if integer and finite and isinstance(value, float) and not value.is_integer():
         raise StudyError(f"{name} must be an integer, got {value!r}")
-    if not math.isfinite(value) or value < lo or (lo_open and value == lo):
+    if not finite or value < lo or (lo_open and value == lo):
         raise StudyError(f"{name} must be {'>' if lo_open else '>='} {lo:g}, got {value!r}")
+    if hi is not None and value > hi:
+        raise StudyError(f"{name} must be <= {hi} ({hi:.3g}), got {value!r}")
     return int(value) if integer else float(value)
 
 
 def check_mvm(study: dict[str, Any], base: Path | None = None) -> dict[str, Any]:
     """Validate and normalize the keys of an "mvm" study (ranges, types, the weights file)."""
     s = dict(study)
-    s["instances"] = _number("instances", s["instances"], 1, integer=True)
-    s["batch"] = _number("batch", s["batch"], 1, integer=True)
-    s["seed"] = _number("seed", s["seed"], 0, integer=True)
-    s["in_features"] = _number("in_features", s["in_features"], 1, integer=True)
-    s["out_features"] = _number("out_features", s["out_features"], 1, integer=True)
+    s["instances"] = _number("instances", s["instances"], 1, integer=True, hi=MAX_INSTANCES)
+    s["batch"] = _number("batch", s["batch"], 1, integer=True, hi=MAX_SIZE)
+    s["seed"] = _number("seed", s["seed"], 0, integer=True, hi=MAX_SEED)
+    s["in_features"] = _number("in_features", s["in_features"], 1, integer=True, hi=MAX_SIZE)
+    s["out_features"] = _number("out_features", s["out_features"], 1, integer=True, hi=MAX_SIZE)
     s["memory_budget"] = _number("memory_budget", s["memory_budget"], 0)
-    s["chunk_size"] = _number("chunk_size", s["chunk_size"], 0, integer=True)
+    s["chunk_size"] = _number("chunk_size", s["chunk_size"], 0, integer=True, hi=MAX_SIZE)
     times = s["times"]
     if isinstance(times, int | float) and not isinstance(times, bool):
         times = [times]
@@ -167,7 +187,24 @@ def check_mvm(study: dict[str, Any], base: Path | None = None) -> dict[str, Any]
         if not p.is_file():
             raise StudyError(f"weights file not found: {p}")
         s["weights"] = str(p)
+        _load_weights(s["weights"])  # refuse a bad file now, before anything is run or deleted
     return s
+
+
+def _load_weights(path: str) -> np.ndarray:
+    """The weights of a study from a ``.npy`` file: a finite, real, 2-d numeric array (StudyError otherwise)."""
+    try:
+        w = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise StudyError(f"weights file {path}: cannot read as .npy: {e}") from None
+    if not isinstance(w, np.ndarray):
+        w.close()
+        raise StudyError(f"weights file {path}: a .npz archive; weights must be one array saved with np.save "
+                         "(.npy), shape (in_features, out_features)")
+    if w.ndim != 2 or w.dtype.kind not in "iuf" or w.size == 0 or not np.all(np.isfinite(w)):
+        raise StudyError(f"weights file {path}: must be a finite 2-d real numeric array (in_features, "
+                         f"out_features), got shape {w.shape} dtype {w.dtype}")
+    return w
 
 
 def load_study(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None):
@@ -204,54 +241,6 @@ def load_study(path: str | Path | None = None, overrides: Mapping[str, Any] | No
     return study, cfg
 
 
-# ----------------------------------------------------------------------------------------- files
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that it is either complete or absent, even if the process is killed."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
-
-
-def atomic_write_npz(path: Path, **arrays: np.ndarray) -> None:
-    import io
-
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if hasattr(o, "__array__"):
-        return np.asarray(o).tolist()
-    raise TypeError(f"not JSON serializable: {type(o).__name__}")
-
-
-def prepare_output(out: str | Path) -> Path:
-    """Create the output folder and check that it is writable (StudyError otherwise)."""
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise StudyError(f"output folder {out} is not writable: {e.strerror or e}") from None
-    return out
-
-
 # ----------------------------------------------------------------------------------------- data
 
 
@@ -264,14 +253,7 @@ def mvm_data(study: Mapping[str, Any], signed: bool = True):
         n_in, n_out = study["in_features"], study["out_features"]
         w = jax.random.normal(k_w, (n_in, n_out)) / math.sqrt(n_in)
     else:
-        try:
-            w = np.load(study["weights"], allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise StudyError(f"weights file {study['weights']}: cannot read as .npy: {e}") from None
-        if w.ndim != 2 or not np.issubdtype(w.dtype, np.number) or not np.all(np.isfinite(w)):
-            raise StudyError(f"weights file {study['weights']}: must be a finite 2-d numeric array "
-                             f"(in_features, out_features), got shape {w.shape} dtype {w.dtype}")
-        w = jax.numpy.asarray(w, dtype=jax.numpy.float32)
+        w = jax.numpy.asarray(_load_weights(study["weights"]), dtype=jax.numpy.float32)
     lo = -1.0 if signed else 0.0
     x = jax.random.uniform(k_x, (study["batch"], w.shape[0]), minval=lo, maxval=1.0)
     return w, x, k_mc
@@ -332,30 +314,51 @@ class Progress:
 # ----------------------------------------------------------------------------------------- the job
 
 
-def _load_checkpoint(ckpt: Path, fp: str, log) -> tuple[int | None, int, list[dict[str, np.ndarray]]]:
-    """(chunk size, instances done, chunk results) of a checkpoint with fingerprint ``fp``."""
-    state_file = ckpt / "state.json"
-    if not state_file.is_file():
-        log("no checkpoint found: starting from the first instance")
-        return None, 0, []
-    try:
-        state = json.loads(state_file.read_text())
-    except (OSError, ValueError) as e:
-        raise StudyError(f"checkpoint {state_file} is unreadable ({e}); run without --resume to start over") from None
-    if state.get("fingerprint") != fp:
-        raise StudyError(f"--resume: the study in {ckpt.parent} was run with a different configuration "
-                         "(crossbar, times, batch, seed or weights); run without --resume to start over, "
-                         "or choose another --out folder")
+def _start_checkpoint(ckpt: Path, fp: str, resume: bool, log) -> dict[str, Any] | None:
+    """The checkpoint state to resume from, or None: start over (jaxcim's files in ``ckpt`` deleted)."""
+    state = None
+    if resume:
+        state = io.read_state(ckpt / "state.json", {"fingerprint": io.is_str, "chunk_size": io.is_positive_int})
+        if state is None:
+            log("no checkpoint found: starting from the first instance")
+        elif state["fingerprint"] != fp:
+            raise StudyError(f"--resume: the study in {ckpt.parent} was run with a different configuration "
+                             "(crossbar, times, batch, seed or weights); run without --resume to start over, "
+                             "or choose another --out folder")
+    if state is None:
+        kept = io.clean_checkpoint(ckpt)
+        if kept:
+            log(f"{ckpt}: kept {len(kept)} file(s) that jaxcim did not write: {', '.join(p.name for p in kept[:5])}")
+    return state
+
+
+def _load_chunks(ckpt: Path, fp: str, n: int, rows: Mapping[str, tuple[tuple[int, ...], Any]],
+                 log) -> tuple[int, list[dict[str, np.ndarray]]]:
+    """(instances done, chunk results) of the consecutive valid chunks from instance 0 in ``ckpt``.
+
+    ``rows``: ``{name: (shape of one instance's result, dtype)}``. A chunk file that is damaged, short or of
+    another study ends the sequence (its instances run again); chunk files not used are deleted.
+    """
+    chunks = io.list_chunks(ckpt)
+    used: set[Path] = set()
     parts, done = [], 0
-    files = sorted(ckpt.glob("chunk_*.npz"))
-    for f in files:
-        first, stop = (int(v) for v in f.stem.split("_")[1:3])
-        if first != done:
+    while done < n:
+        for first, stop, f in chunks:
+            if first != done:
+                continue
+            try:
+                part = io.read_npz(f, fp, {k: ((stop - first, *shape), dtype) for k, (shape, dtype) in rows.items()})
+            except io.CheckpointError as e:
+                log(f"checkpoint {f.name}: {e}; its instances run again")
+                continue
+            parts.append(part)
+            used.add(f)
+            done = stop
             break
-        with np.load(f) as z:
-            parts.append({k: z[k] for k in z.files})
-        done = stop
-    return int(state["chunk_size"]), done, parts
+        else:
+            break
+    io.remove_files(f for _, _, f in chunks if f not in used)
+    return done, parts
 
 
 def run_mvm(study: dict[str, Any], cfg, out: str | Path, *, resume: bool = False, log=None,
@@ -364,8 +367,10 @@ def run_mvm(study: dict[str, Any], cfg, out: str | Path, *, resume: bool = False
 
     Args:
       study: validated study keys (`load_study`). cfg: the crossbar config.
-      out: output folder: results.json, instances.npz, plots, checkpoint/.
-      resume: continue a checkpointed run of the same study (StudyError if its configuration differs).
+      out: output folder: results.json, instances.npz, plots, checkpoint/. It is locked while the study runs
+        (`jaxcim.io.lock_output`: StudyError if another job holds it).
+      resume: continue a checkpointed run of the same study (StudyError if its configuration differs or its
+        state file is damaged; chunks that are damaged or of another study are computed again).
       log: a ``print``-like function for messages (default: stderr).
       progress: show a progress bar / progress lines.
       mapping: a learned mapping (`jaxcim.load_mapping`) to program the weights with; None: the plain one.
@@ -373,33 +378,36 @@ def run_mvm(study: dict[str, Any], cfg, out: str | Path, *, resume: bool = False
     Returns:
       the content of results.json.
     """
+    log = log or (lambda *a: print(*a, file=sys.stderr, flush=True))
+    # everything is checked before the output folder is touched
+    w, x, key = mvm_data(study, cfg.dac.signed)
+    if mapping is not None:
+        mapping.check(cfg, w.shape)
+    fp = fingerprint(study, cfg, w, mapping)
+    out = prepare_output(out)
+    with io.lock_output(out, name=io.job_lock_name()):
+        return _run_mvm(study, cfg, out, w, x, key, fp, resume=resume, log=log, progress=progress, mapping=mapping)
+
+
+def _run_mvm(study, cfg, out: Path, w, x, key, fp: str, *, resume: bool, log, progress: bool,
+             mapping: Any) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
     import jaxcim
     from jaxcim import montecarlo as mc
 
-    log = log or (lambda *a: print(*a, file=sys.stderr, flush=True))
-    out = prepare_output(out)
     ckpt = out / "checkpoint"
-    w, x, key = mvm_data(study, cfg.dac.signed)
     times = study["times"]
     n = study["instances"]
-    if mapping is not None:
-        mapping.check(cfg, w.shape)
-    fp = fingerprint(study, cfg, w, mapping)
     reference = jnp.matmul(x, w, precision=jax.lax.Precision.HIGHEST)
 
-    chunk_size, done, parts = None, 0, []
-    if resume:
-        chunk_size, done, parts = _load_checkpoint(ckpt, fp, log)
-        if done:
-            log(f"resuming after {done} of {n} instances")
-    if not resume or chunk_size is None:
-        shutil.rmtree(ckpt, ignore_errors=True)
+    state = _start_checkpoint(ckpt, fp, resume, log)
     ckpt.mkdir(exist_ok=True)
     mesh = mc.default_mesh()
-    if chunk_size is None:
+    if state is not None:
+        chunk_size = int(state["chunk_size"])
+    else:
         budget = study["memory_budget"] or mc.default_memory_budget(mesh.devices.flat)
         chunk_size = study["chunk_size"] or mc.chunk_size_for(
             budget, mc.instance_bytes(cfg, w.shape[0], w.shape[1], x.shape[0], len(times)), n, mesh.devices.size)
@@ -411,9 +419,16 @@ def run_mvm(study: dict[str, Any], cfg, out: str | Path, *, resume: bool = False
     quiet = cfg.replace(**{"device.prog_noise_scale": 0.0, "device.read_noise_scale": 0.0, "device.drift_scale": 0.0})
     (_, _, base), = mc.iter_chunks(quiet, w, x, key=key, n=1, times=times, reduce=mc._error_stats, aux=reference,
                                    mapping=mapping, chunk_size=chunk_size, mesh=mesh)
-    baseline = float(np.asarray(base["rel_error"])[0, 0])
+    base = {k: np.asarray(v) for k, v in base.items()}
+    baseline = float(base["rel_error"][0, 0])
 
-    bar = Progress(n, done) if progress else None
+    done, parts = 0, []
+    if state is not None:  # the checkpoint's chunks, checked against the baseline's per-instance shapes
+        done, parts = _load_chunks(ckpt, fp, n, {k: (v.shape[1:], v.dtype) for k, v in base.items()}, log)
+        if done:
+            log(f"resuming after {min(done, n)} of {n} instances")
+
+    bar = Progress(n, min(done, n)) if progress else None
     t_start = time.perf_counter()
     t_first = None
     ran = 0
@@ -423,7 +438,7 @@ def run_mvm(study: dict[str, Any], cfg, out: str | Path, *, resume: bool = False
         res = {k: np.asarray(v) for k, v in res.items()}
         if t_first is None:
             t_first = time.perf_counter() - t_start
-        atomic_write_npz(ckpt / f"chunk_{first:010d}_{stop:010d}.npz", **res)
+        io.write_npz(ckpt / io.chunk_name(first, stop), fp, res)
         parts.append(res)
         ran += stop - first
         if bar is not None:
@@ -432,6 +447,8 @@ def run_mvm(study: dict[str, Any], cfg, out: str | Path, *, resume: bool = False
         bar.close()
     elapsed = time.perf_counter() - t_start
     errors = {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}
+    if any(len(v) != n for v in errors.values()):  # cannot happen: the chunks are checked
+        raise RuntimeError(f"internal error: {min(len(v) for v in errors.values())} rows for {n} instances")
     stats = {k: np.asarray(v) for k, v in mc.summarize_errors({k: jnp.asarray(v) for k, v in errors.items()}).items()}
     atomic_write_npz(out / "instances.npz", times=np.asarray(times), **errors)
 

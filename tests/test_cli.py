@@ -152,6 +152,31 @@ def test_classifier_study_through_the_cli(tmp_path, capsys):
     ("", ["sweep", "--study", "{p}", "adc.bitz=4:6"], "unknown key 'adc.bitz'"),
     ("", ["sweep", "--study", "{p}", "adc.bits=1:2"], "adc.bits"),
     ("", ["sweep", "--study", "{p}", "adc.bits"], "expected NAME=VALUES"),
+    # type mistakes: one error line naming the field, not a traceback
+    ("[crossbar.device]\ng_max = '40e-6'\n", ["run", "{p}"], "device.g_max must be a number, got str '40e-6'"),
+    ("[crossbar.device]\ng_max = [1, 2]\n", ["run", "{p}"], "device.g_max must be a number, got tuple"),
+    ("[crossbar.device]\ng_max = {a = 1}\n", ["run", "{p}"], "device.g_max must be a number, got dict"),
+    ("[crossbar.device]\ng_max = true\n", ["run", "{p}"], "device.g_max must be a number, got bool"),
+    ("[crossbar]\ndrift_compensation = 'no'\n", ["run", "{p}"], "drift_compensation must be true or false"),
+    ("[crossbar.dac]\nsigned = 'false'\n", ["run", "{p}"], "dac.signed must be true or false (a boolean), got str"),
+    ("[crossbar.circuit]\nnonlinear = 1\n", ["run", "{p}"], "circuit.nonlinear must be true or false"),
+    ("[crossbar]\nname = 3\n", ["run", "{p}"], "name must be a string"),
+    ("seed = 100000000000000000000000\n", ["run", "{p}"], "seed must be <= 4294967295"),
+    ("seed = 1e30\n", ["run", "{p}"], "seed must be <= 4294967295"),
+    ("", ["run", "{p}", "--seed", "18446744073709551616"], "seed must be <= 4294967295"),
+    ("", ["run", "{p}", "--instances", "5000000000"], "instances must be <= 2147483648"),
+    ("batch = 1e20\n", ["run", "{p}"], "batch must be <= 2147483647"),
+    ("memory_budget = nan\n", ["run", "{p}"], "memory_budget must be >= 0, got nan"),
+    ("", ["run", "{p}", "--memory-budget", "nan"], "memory_budget must be >= 0, got nan"),
+    ("study = 'classifier'\nmemory_budget = nan\n", ["run", "{p}"], "memory_budget must be an integer >= 0"),
+    ("study = 'classifier'\n", ["run", "{p}", "--instances", "5000000000"], "instances must be <= 2147483648"),
+    ("study = 'classifier'\nseed = 18446744073709551616\n", ["run", "{p}"], "seed must be <= 4294967295"),
+    ("study = 'classifier'\n[hwa]\nclip_sigma = 'x'\n", ["run", "{p}"], "[hwa] clip_sigma must be a number"),
+    ("study = 'classifier'\n[hwa]\nprog_noise_scale = [1]\n", ["run", "{p}"], "[hwa] prog_noise_scale must be"),
+    ("study = 'classifier'\n[model]\nfeatures = [64, '10']\n", ["run", "{p}"], "[model] features must be an int"),
+    ("study = 'classifier'\n[crossbar.dac]\nsigned = 'false'\n", ["run", "{p}"], "dac.signed must be true or false"),
+    ("", ["run", "{p}", "--out", ""], "the output folder name is empty"),
+    ("", ["sweep", "--study", "{p}", "device.prog_noise_scale=0:1e12"], "at most 10,000 grid points"),
 ])
 def test_user_errors_print_one_line_and_exit_2(tmp_path, capsys, content, args, match):
     p = tmp_path / "s.toml"
@@ -162,6 +187,28 @@ def test_user_errors_print_one_line_and_exit_2(tmp_path, capsys, content, args, 
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert match in err
+
+
+@pytest.mark.parametrize("array, match", [
+    (np.ones((4, 3), np.complex64), "must be a finite 2-d real numeric array"),
+    (np.ones((4, 3), bool), "must be a finite 2-d real numeric array"),
+    (np.array([[1.0, np.nan]]), "must be a finite 2-d real numeric array"),
+    (np.ones(3), "must be a finite 2-d real numeric array"),
+    ({"w": np.ones((4, 3))}, "a .npz archive; weights must be one array saved with np.save"),
+])
+def test_bad_weights_files_are_one_error_line(tmp_path, capsys, array, match):
+    w = tmp_path / "w.npy"
+    if isinstance(array, dict):
+        with open(w, "wb") as f:  # a .npz archive under a .npy name
+            np.savez(f, **array)
+    else:
+        np.save(w, array)
+    p = tmp_path / "s.toml"
+    p.write_text("weights = 'w.npy'\n")
+    assert cli.main(["run", str(p), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: weights file {w}: ") and err.count("\n") == 1 and match in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_bad_option_value_exits_2():

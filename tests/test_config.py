@@ -4,6 +4,7 @@ import textwrap
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import jaxcim as jc
@@ -45,6 +46,50 @@ def test_replace_dotted_and_errors():
 def test_bad_values_name_the_field(changes, exc, fragment):
     with pytest.raises(exc, match=fragment):
         jc.presets.get("reram-neurram").replace(**changes)
+
+
+@pytest.mark.parametrize(("changes", "fragment"), [
+    ({"device.g_max": "40e-6"}, "device.g_max must be a number, got str '40e-6'"),
+    ({"device.g_max": [40e-6]}, "device.g_max must be a number, got list"),
+    ({"device.g_max": (40e-6,)}, "device.g_max must be a number, got tuple"),
+    ({"device.g_max": {"v": 40e-6}}, "device.g_max must be a number, got dict"),
+    ({"device.g_max": True}, "device.g_max must be a number, got bool"),
+    ({"device.g_max": 1j}, "device.g_max must be a number, got complex"),
+    ({"device.g_max": np.array(["4e-5"])}, "device.g_max must be a number, got array of <U4"),
+    ({"device.g_max": np.array([1 + 0j])}, "device.g_max must be a number, got array of complex128"),
+    ({"adc.margin": "1"}, "adc.margin must be a number"),
+    ({"programming.tolerance": "x"}, "programming.tolerance must be a number"),
+    ({"dac.signed": "false"}, "dac.signed must be true or false (a boolean), got str 'false'"),
+    ({"dac.signed": 0}, "dac.signed must be true or false"),
+    ({"dac.bit_serial": "yes"}, "dac.bit_serial must be true or false"),
+    ({"circuit.nonlinear": 1.0}, "circuit.nonlinear must be true or false"),
+    ({"drift_compensation": "no"}, "drift_compensation must be true or false (a boolean), got str 'no'"),
+    ({"name": 3}, "name must be a string"),
+    ({"device.levels": 0.0}, "device.levels must be an integer"),
+    ({"device.sigma_poly": ("x",)}, "device.sigma_poly must be a tuple of numbers"),
+])
+def test_wrong_types_are_type_errors_naming_the_field(changes, fragment):
+    with pytest.raises(TypeError) as e:
+        jc.presets.get("reram-neurram").replace(**changes)
+    assert fragment in str(e.value)
+
+
+def test_wrong_types_in_constructors_and_toml(tmp_path):
+    with pytest.raises(TypeError, match="device.g_max must be a number"):
+        jc.DeviceConfig(g_max="40e-6")
+    with pytest.raises(TypeError, match="drift_compensation must be true or false"):
+        jc.CrossbarConfig(drift_compensation="no")
+    with pytest.raises(TypeError, match="dac.signed must be true or false"):
+        jc.DACConfig(signed="false")
+    p = tmp_path / "c.toml"
+    p.write_text('[device]\ng_max = "40e-6"\n')
+    with pytest.raises(TypeError, match="device.g_max must be a number"):
+        jc.load_config(p)
+    # real numbers of any kind, and booleans as booleans, still work
+    cfg = jc.presets.get("reram-neurram").replace(**{"device.g_max": np.float32(3e-5), "adc.margin": np.int64(2),
+                                                     "dac.signed": False, "drift_compensation": np.True_})
+    assert not cfg.dac.signed and cfg.drift_compensation and cfg.adc.margin == 2
+    assert jc.presets.get("reram-neurram").replace(**{"device.g_max": jnp.asarray([3e-5, 4e-5])}).device.g_max.shape
 
 
 def test_toml_round_trip_and_unknown_key(tmp_path):

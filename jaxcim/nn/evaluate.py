@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -249,7 +250,7 @@ def evaluate(
     model: Any, cfg: Any, data: tuple[Any, Any], *, key: jax.Array, n_instances: int = 256,
     times: Sequence[float] = (1.0,), x_calib: Any = None, batch_size: int | None = None,
     chunk_size: int | None = None, memory_budget: int | None = None, mesh: Mesh | None = None,
-    progress: bool = False, checkpoint: str | Path | None = None,
+    progress: bool = False, checkpoint: str | Path | None = None, fingerprint: str | None = None,
 ) -> AccuracyResult:
     """Accuracy of ``model`` on ``data`` for ``n_instances`` chip instances at every time in ``times``.
 
@@ -275,8 +276,11 @@ def evaluate(
         call per chunk).
       checkpoint: a folder to save every chunk's results in as it completes (atomic writes) and to resume from:
         chunks already saved there are loaded, not run again, and the chunk size is the saved one. Results are
-        the same as an uninterrupted run. The folder must belong to the same model, config, data, times and
-        key (``jaxcim run`` checks a fingerprint of its study); runs one compiled call per chunk.
+        the same as an uninterrupted run. Every chunk file carries ``fingerprint``; files that are damaged,
+        of another shape or of another fingerprint are computed again (and replaced). Runs one compiled call per
+        chunk.
+      fingerprint: what the checkpoint's chunks must belong to (``jaxcim run``: a hash of the study); default
+        a hash of the analog model (structure, weights, configs), the data, ``x_calib``, the times and the key.
 
     Returns:
       An `AccuracyResult` with ``accuracies`` (n_instances, n_times).
@@ -301,7 +305,9 @@ def evaluate(
     digital_acc = float(jnp.mean(jnp.argmax(digital(x), axis=-1) == y))
 
     folder = None if checkpoint is None else Path(checkpoint)
-    saved_chunk = _saved_chunk_size(folder)
+    if folder is not None and fingerprint is None:
+        fingerprint = _fingerprint(analog, x, y, xc, times_arr, key)
+    saved_chunk = _saved_chunk_size(folder, fingerprint)
     if saved_chunk is not None:
         if chunk_size is not None and -(-chunk_size // n_dev) * n_dev != saved_chunk:
             raise ValueError(f"chunk_size {chunk_size} differs from the checkpoint's ({saved_chunk}) in {folder}")
@@ -320,13 +326,14 @@ def evaluate(
     idx = jax.device_put(idx, NamedSharding(mesh, _INSTANCES))
     args = (state, xc, xb, yb, valid, times_arr, key)
     if progress or folder is not None:
-        from jaxcim.study import Progress, atomic_write_json, atomic_write_npz  # tqdm on a terminal
+        from jaxcim import io
+        from jaxcim.study import Progress  # tqdm on a terminal
 
         saved = {}
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(folder / "chunks.json", {"chunk_size": chunk})
-            saved = _saved_chunks(folder, chunk, n_chunks, len(times_arr))
+            io.atomic_write_json(folder / "chunks.json", {"chunk_size": chunk, "fingerprint": fingerprint})
+            saved = _saved_chunks(folder, chunk, n_chunks, len(times_arr), fingerprint)
         done = sum(min(chunk, n_instances - c * chunk) for c in saved)
         bar, parts = Progress(n_instances, done, desc="chips") if progress else None, []
         for c in range(n_chunks):
@@ -335,7 +342,7 @@ def evaluate(
                 continue
             parts.append(np.asarray(_run(graphdef, mesh, *args, idx[c:c + 1])))
             if folder is not None:
-                atomic_write_npz(folder / f"chunk_{c * chunk:010d}_{(c + 1) * chunk:010d}.npz", correct=parts[-1])
+                io.write_npz(folder / io.chunk_name(c * chunk, (c + 1) * chunk), fingerprint, {"correct": parts[-1]})
             if bar is not None:
                 bar.update(min(chunk, n_instances - c * chunk))
         if bar is not None:
@@ -348,34 +355,64 @@ def evaluate(
                           digital_accuracy=digital_acc)
 
 
-def _saved_chunk_size(folder: Path | None) -> int | None:
-    """The chunk size recorded in a checkpoint folder of `evaluate`, or None (no folder or no record)."""
+def _saved_chunk_size(folder: Path | None, fingerprint: str | None = None) -> int | None:
+    """The chunk size recorded in a checkpoint folder of `evaluate` (``chunks.json``), or None: no folder, no
+    record, a damaged record, or (``fingerprint`` given) the record of another evaluation."""
     if folder is None or not (folder / "chunks.json").is_file():
         return None
     try:
-        return int(json.loads((folder / "chunks.json").read_text())["chunk_size"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"checkpoint {folder / 'chunks.json'} is unreadable ({e})") from None
+        record = json.loads((folder / "chunks.json").read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    size = record.get("chunk_size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        return None
+    if fingerprint is not None and record.get("fingerprint") != fingerprint:
+        return None
+    return size
 
 
-def _saved_chunks(folder: Path, chunk: int, n_chunks: int, n_times: int) -> dict[int, np.ndarray]:
-    """Correct counts (1, chunk, n_times) of the chunks saved in ``folder``, by chunk index (< n_chunks)."""
-    saved = {}
-    for f in folder.glob("chunk_*_*.npz"):
-        try:
-            first, stop = (int(v) for v in f.stem.split("_")[1:3])
-        except ValueError:
+def _saved_chunks(folder: Path, chunk: int, n_chunks: int, n_times: int, fingerprint: str) -> dict[int, np.ndarray]:
+    """Correct counts (1, chunk, n_times) of the valid chunks saved in ``folder``, by chunk index (< n_chunks).
+
+    Chunk files that are damaged, of another size or shape, or of another ``fingerprint`` are deleted: those
+    chunks run again."""
+    from jaxcim import io
+
+    saved, stale = {}, []
+    for first, stop, f in io.list_chunks(folder):
+        c = first // chunk
+        if first % chunk or stop != first + chunk or c >= n_chunks or c in saved:
+            stale.append(f)
             continue
-        if first % chunk or stop != first + chunk or first // chunk >= n_chunks:
-            continue
         try:
-            with np.load(f) as z:
-                part = z["correct"]
-        except (OSError, ValueError, KeyError):
-            continue  # a damaged file: that chunk runs again
-        if part.shape == (1, chunk, n_times):
-            saved[first // chunk] = part
+            part = io.read_npz(f, fingerprint, {"correct": ((1, chunk, n_times), None)})["correct"]
+        except io.CheckpointError:
+            stale.append(f)
+            continue
+        if part.dtype.kind not in "iu":
+            stale.append(f)
+            continue
+        saved[c] = part
+    io.remove_files(stale)
     return saved
+
+
+def _fingerprint(model: Any, x: jax.Array, y: jax.Array, x_calib: jax.Array, times: jax.Array,
+                 key: jax.Array) -> str:
+    """Hash of what an evaluation's per-chip results depend on (not the instance count or the chunk size)."""
+    graphdef, state = nnx.split(model)
+    h = hashlib.sha256(repr(graphdef).encode())
+    h.update(str(jax.tree.structure(state)).encode())
+    for a in (*jax.tree.leaves(state), x, y, x_calib, times, key):
+        if hasattr(a, "dtype") and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a = jax.random.key_data(a)
+        a = np.asarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
 
 
 def core_key_check(key: Any) -> None:

@@ -27,7 +27,9 @@ The study trains the model digitally, fine-tunes a copy with hardware-aware trai
 ``instances`` chips at every time; it prints a table and writes ``results.json``. With an output folder it
 checkpoints into ``checkpoint/`` (atomic writes): the trained models, then every chunk of chips as it
 completes; ``resume=True`` (``jaxcim run --resume``) continues from there and ends with the same results as
-an uninterrupted run.
+an uninterrupted run. The output folder is locked while the study runs, the model and chunk files carry the
+study's fingerprint (damaged or foreign ones are computed again) and starting over deletes only the files jaxcim
+writes in ``checkpoint/`` (`jaxcim.io`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ import hashlib
 import json
 import math
 import platform
-import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxcim import io
 from jaxcim.config import from_dict
 from jaxcim.nn.convert import analogize
 from jaxcim.nn.data import load_digits
@@ -85,13 +87,32 @@ def _build_model(spec: dict[str, Any], seed: int) -> tuple[nnx.Module, bool]:
     raise ValueError(f"[model] kind must be 'mlp' or 'cnn', got {spec['kind']!r}")
 
 
-def _positive(name: str, value: Any, *, integer: bool = True, zero: bool = False) -> Any:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value >= 0 if zero else value > 0) and (not integer or float(value).is_integer())
+MAX_INSTANCES = 2**31
+"""Most chip instances of a study (instance indices are uint32 inside the compiled evaluation)."""
+MAX_SEED = 2**32 - 1
+"""Largest seed (32 bits: ``jax.random.key`` keeps 32 bits of a seed without x64; the data split's numpy seed)."""
+MODEL_NAMES = ("digital-trained", "hwa-trained")
+"""The models of a study; each one's chunks of chips are checkpointed in ``checkpoint/<name>/``."""
+
+
+def _positive(name: str, value: Any, *, integer: bool = True, zero: bool = False, hi: int | None = None) -> Any:
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be {kind}, got {type(value).__name__} {value!r}")
+    finite = not isinstance(value, float) or math.isfinite(value)  # (math.isfinite overflows on huge ints)
+    ok = finite and (value >= 0 if zero else value > 0)
+    ok = ok and (not integer or isinstance(value, int) or value.is_integer())
     if not ok:
-        kind = "an integer" if integer else "a number"
         raise ValueError(f"{name} must be {kind} {'>= 0' if zero else '> 0'}, got {value!r}")
+    if hi is not None and value > hi:
+        raise ValueError(f"{name} must be <= {hi} ({hi:.3g}), got {value!r}")
     return int(value) if integer else float(value)
+
+
+def _positive_ints(name: str, value: Any) -> list[int]:
+    if not isinstance(value, list | tuple) or not value:
+        raise TypeError(f"{name} must be a non-empty list of integers, got {type(value).__name__} {value!r}")
+    return [_positive(name, v, hi=2**31 - 1) for v in value]
 
 
 def check_classifier(study: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,9 +127,9 @@ def check_classifier(study: Mapping[str, Any]) -> dict[str, Any]:
     if study.get("study", "classifier") != "classifier":
         raise ValueError(f"a classifier study needs study = 'classifier', got {study.get('study')!r}")
     s = dict(study)
-    s["seed"] = _positive("seed", s.get("seed", 0), zero=True)
-    s["instances"] = _positive("instances", s.get("instances", 256))
-    s["chunk_size"] = _positive("chunk_size", s.get("chunk_size", 0), zero=True)
+    s["seed"] = _positive("seed", s.get("seed", 0), zero=True, hi=MAX_SEED)
+    s["instances"] = _positive("instances", s.get("instances", 256), hi=MAX_INSTANCES)
+    s["chunk_size"] = _positive("chunk_size", s.get("chunk_size", 0), zero=True, hi=MAX_INSTANCES)
     s["memory_budget"] = _positive("memory_budget", s.get("memory_budget", 0), zero=True)
     times = s.get("times", DEFAULT_TIMES)
     if isinstance(times, int | float) and not isinstance(times, bool):
@@ -118,8 +139,13 @@ def check_classifier(study: Mapping[str, Any]) -> dict[str, Any]:
     s["times"] = [_positive("times", t, integer=False, zero=True) for t in times]
     for name in SECTION_KEYS:
         s[name] = _section(s, name)
-    if s["model"]["kind"] not in ("mlp", "cnn"):
+    if not isinstance(s["model"]["kind"], str) or s["model"]["kind"] not in ("mlp", "cnn"):
         raise ValueError(f"[model] kind must be 'mlp' or 'cnn', got {s['model']['kind']!r}")
+    s["model"]["features"] = _positive_ints("[model] features", s["model"]["features"])
+    s["model"]["channels"] = _positive_ints("[model] channels", s["model"]["channels"])
+    s["hwa"]["clip_sigma"] = _positive("[hwa] clip_sigma", s["hwa"]["clip_sigma"], integer=False)
+    s["hwa"]["prog_noise_scale"] = _positive("[hwa] prog_noise_scale", s["hwa"]["prog_noise_scale"], integer=False,
+                                             zero=True)
     for sec in ("train", "hwa"):
         s[sec]["epochs"] = _positive(f"[{sec}] epochs", s[sec]["epochs"], zero=sec == "hwa")
         s[sec]["batch_size"] = _positive(f"[{sec}] batch_size", s[sec]["batch_size"])
@@ -146,40 +172,60 @@ def _model_arrays(models: Mapping[str, nnx.Module]) -> dict[str, np.ndarray]:
 
 
 def _restore_models(models: Mapping[str, nnx.Module], arrays: Mapping[str, np.ndarray]) -> None:
-    """Load `_model_arrays` output into freshly built models of the same structure (in place)."""
+    """Load `_model_arrays` output into freshly built models of the same structure (in place).
+
+    Every array is checked before any model changes (ValueError if one is missing or of another shape)."""
+    updates = []
     for name, m in models.items():
         leaves, treedef = jax.tree.flatten(nnx.state(m))
+        if any(f"{name}__{i}" not in arrays for i in range(len(leaves))):
+            raise ValueError(f"checkpointed model {name!r} is incomplete")
         new = []
         for i, leaf in enumerate(leaves):
             a = arrays[f"{name}__{i}"]
             if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+                if a.shape != jax.random.key_data(leaf).shape:
+                    raise ValueError(f"checkpointed model {name!r} does not match the study's model")
                 a = jax.random.wrap_key_data(a, impl=jax.random.key_impl(leaf))
             elif a.shape != leaf.shape or a.dtype != leaf.dtype:
                 raise ValueError(f"checkpointed model {name!r} does not match the study's model")
             new.append(jnp.asarray(a))
-        nnx.update(m, jax.tree.unflatten(treedef, new))
+        updates.append((m, jax.tree.unflatten(treedef, new)))
+    for m, state in updates:
+        nnx.update(m, state)
 
 
 def _start_checkpoint(ckpt: Path, fp: str, resume: bool) -> dict[str, Any] | None:
-    """The checkpoint state to resume from (None: start over, the folder emptied)."""
+    """The checkpoint state to resume from, or None: start over (jaxcim's files in ``ckpt`` deleted)."""
     from jaxcim.study import StudyError
 
     state = None
     if resume:
-        try:
-            state = json.loads((ckpt / "state.json").read_text())
-        except FileNotFoundError:
+        state = io.read_state(ckpt / "state.json", {"fingerprint": io.is_str, "trained": io.is_bool,
+                                                    "train_s": io.is_finite_nonnegative})
+        if state is None:
             print("no checkpoint found: starting from the beginning", file=sys.stderr)
-        except (OSError, ValueError) as e:
-            raise StudyError(f"checkpoint {ckpt / 'state.json'} is unreadable ({e}); run without --resume to "
-                             "start over") from None
-        if state is not None and state.get("fingerprint") != fp:
+        elif state["fingerprint"] != fp:
             raise StudyError(f"--resume: the study in {ckpt.parent} was run with a different configuration "
                              "(crossbar, model, training, times or seed); run without --resume to start over, "
                              "or choose another --out folder")
+        elif not state["trained"]:
+            state = None
     if state is None:
-        shutil.rmtree(ckpt, ignore_errors=True)
+        kept = io.clean_checkpoint(ckpt, MODEL_NAMES)
+        if kept:
+            print(f"{ckpt}: kept {len(kept)} file(s) that jaxcim did not write: "
+                  f"{', '.join(p.name for p in kept[:5])}", file=sys.stderr)
     return state
+
+
+def _load_models(models: Mapping[str, nnx.Module], path: Path, fp: str) -> str | None:
+    """Restore trained models from ``path`` (written with `io.write_npz`); the reason it failed, or None."""
+    try:
+        _restore_models(models, io.read_npz(path, fp))
+    except (io.CheckpointError, KeyError, ValueError, TypeError) as e:
+        return f"{type(e).__name__}: {e}" if not isinstance(e, io.CheckpointError) else str(e)
+    return None
 
 
 def run_classifier_study(
@@ -205,18 +251,25 @@ def run_classifier_study(
     study = check_classifier(study)
     if cfg is None:
         cfg = from_dict(study.get("crossbar", {"preset": "reram-neurram"}))
-    seed = study["seed"]
-    n = int(instances if instances is not None else study["instances"])
+    n = _positive("instances", instances if instances is not None else study["instances"], hi=MAX_INSTANCES)
     ts = tuple(float(t) for t in (times if times is not None else study["times"]))
+    if out_dir is None:
+        return _run_study(study, cfg, n, ts, None, progress, resume)
+    out = io.prepare_output(out_dir)
+    with io.lock_output(out, name=io.job_lock_name()):
+        return _run_study(study, cfg, n, ts, out, progress, resume)
+
+
+def _run_study(study: dict[str, Any], cfg: Any, n: int, ts: tuple[float, ...], out: Path | None,
+               progress: bool | Callable | None, resume: bool) -> dict[str, Any]:
+    seed = study["seed"]
     model_spec, train, hwa = study["model"], study["train"], study["hwa"]
     key = jax.random.key(seed)
     t_start = time.perf_counter()
 
-    ckpt = state = None
-    if out_dir is not None:
-        from jaxcim.study import atomic_write_json, atomic_write_npz
-
-        ckpt = Path(out_dir) / "checkpoint"
+    ckpt = state = fp = None
+    if out is not None:
+        ckpt = out / "checkpoint"
         fp = _fingerprint(study, cfg, ts)
         state = _start_checkpoint(ckpt, fp, resume)
 
@@ -226,14 +279,20 @@ def run_classifier_study(
     models = {"digital-trained": model}
     with_hwa = int(hwa["epochs"]) > 0
     train_cfg = cfg.replace(**{"device.prog_noise_scale": cfg.device.prog_noise_scale * hwa["prog_noise_scale"]})
-    if state is not None and state.get("trained"):  # same structures, weights from the checkpoint
+    if state is not None:  # same structures, weights from the checkpoint
         if with_hwa:
             models["hwa-trained"] = analogize(model, train_cfg, mode="hwa", rngs=nnx.Rngs(seed + 2))
-        with np.load(ckpt / "models.npz") as z:
-            _restore_models(models, {k: z[k] for k in z.files})
-        t_train = float(state["train_s"])
-        print(f"resuming: trained models loaded from {ckpt}", file=sys.stderr)
-    else:
+        damage = _load_models(models, ckpt / "models.npz", fp)
+        if damage is None:
+            t_train = float(state["train_s"])
+            print(f"resuming: trained models loaded from {ckpt}", file=sys.stderr)
+        else:  # train again; the chunks of chips evaluated with the damaged models go too
+            print(f"checkpoint {ckpt / 'models.npz'}: {damage}; training again", file=sys.stderr)
+            state = None
+            io.clean_checkpoint(ckpt, MODEL_NAMES)
+            model, _ = _build_model(model_spec, seed)
+            models = {"digital-trained": model}
+    if state is None:
         fit(model, train_data, key=jax.random.fold_in(key, 1), epochs=int(train["epochs"]),
             batch_size=int(train["batch_size"]), learning_rate=float(train["learning_rate"]))
         if with_hwa:
@@ -245,8 +304,8 @@ def run_classifier_study(
         t_train = time.perf_counter() - t_start
         if ckpt is not None:
             ckpt.mkdir(parents=True, exist_ok=True)
-            atomic_write_npz(ckpt / "models.npz", **_model_arrays(models))
-            atomic_write_json(ckpt / "state.json", {"fingerprint": fp, "trained": True, "train_s": t_train})
+            io.write_npz(ckpt / "models.npz", fp, _model_arrays(models))
+            io.atomic_write_json(ckpt / "state.json", {"fingerprint": fp, "trained": True, "train_s": t_train})
 
     x_calib = data.x_train[:128]
     results: dict[str, Any] = {
@@ -259,12 +318,13 @@ def run_classifier_study(
     print(f"classifier study: {model_spec['kind']} on digits, {cfg.name} crossbars "
           f"({cfg.mapping.rows}x{cfg.mapping.cols}), {n} chips, times {', '.join(map(format_time, ts))}")
     def chunk_size(name):  # a resumed evaluation keeps its saved chunk size, whatever the study says now
-        saved = None if ckpt is None else _saved_chunk_size(ckpt / name)
+        saved = None if ckpt is None else _saved_chunk_size(ckpt / name, f"{fp}/{name}")
         return saved or study["chunk_size"] or None
 
     for name, m in models.items():
         res = evaluate(m, cfg, test_data, key=jax.random.fold_in(key, 3), n_instances=n, times=ts,
                        x_calib=x_calib, progress=bool(progress), checkpoint=None if ckpt is None else ckpt / name,
+                       fingerprint=None if ckpt is None else f"{fp}/{name}",
                        chunk_size=chunk_size(name), memory_budget=study["memory_budget"] or None)
         results["models"][name] = {
             "digital_accuracy": res.digital_accuracy,
@@ -273,12 +333,8 @@ def run_classifier_study(
         print(f"\n{name}:\n{res.table()}")
     results["seconds"] = {"train": t_train, "total": time.perf_counter() - t_start}
     print(f"\n({results['seconds']['total']:.1f} s)")
-    if out_dir is not None:
-        from jaxcim.study import atomic_write_json
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "results.json", results)
+    if out is not None:
+        io.atomic_write_json(out / "results.json", results)
         results["files"] = ["results.json"]
         plot = accuracy_plot(results, out / "accuracy_vs_time.png")
         results["plots"] = [plot.name] if plot is not None else None
