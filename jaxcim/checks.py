@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcim.config import SECTIONS, CrossbarConfig, _concrete
+from jaxcim.config import SECTIONS, CrossbarConfig, concrete
 
 
 def is_tracer(a: Any) -> bool:
@@ -107,7 +107,7 @@ def check_representable(cfg: CrossbarConfig, dtype) -> None:
         for f in dataclasses.fields(sec):
             if not f.metadata.get("pytree_node", True):
                 continue
-            arr = _concrete(getattr(sec, f.name))
+            arr = concrete(getattr(sec, f.name))
             if arr is None:
                 continue
             mag = np.abs(arr[arr != 0]) if arr.ndim else (np.abs(arr[None]) if arr != 0 else np.zeros(0))
@@ -115,7 +115,7 @@ def check_representable(cfg: CrossbarConfig, dtype) -> None:
                 raise ValueError(f"{section}.{f.name} = {getattr(sec, f.name)!r} is not representable in "
                                  f"{jnp.dtype(dtype).name} (normal magnitudes {float(fi.tiny):.3g} .. "
                                  f"{float(fi.max):.3g}); values are in SI units (siemens, volts, ohms)")
-    g_max, v_read = _concrete(cfg.device.g_max), _concrete(cfg.dac.v_read)
+    g_max, v_read = concrete(cfg.device.g_max), concrete(cfg.dac.v_read)
     if g_max is not None and v_read is not None:
         i_full = float(np.max(g_max)) * float(np.max(v_read)) * cfg.mapping.rows
         if not float(fi.tiny) * 1e6 <= i_full <= float(fi.max) / 1e6:

@@ -17,17 +17,18 @@ Units are SI: siemens, volts, amperes, ohms, seconds.
 from __future__ import annotations
 
 import dataclasses
-import math
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
 from flax import struct
 
-DEVICE_MODELS = ("ideal", "reram-wan2022", "pcm-ibm", "custom")
+if TYPE_CHECKING:
+    from jaxcim.devices import DeviceModel
+
 PROGRAMMING_METHODS = ("open_loop", "write_verify")
 MAPPING_SCHEMES = ("differential", "offset")
 SCALE_MODES = ("tensor", "column")
@@ -36,7 +37,7 @@ ADC_RANGE_MODES = ("calibrated", "fixed", "full_scale")
 CIRCUIT_KINDS = ("ideal", "ir_drop")
 
 
-def _concrete(value: Any) -> float | np.ndarray | None:
+def concrete(value: Any) -> float | np.ndarray | None:
     """The value as numpy if it is concrete (not a tracer or placeholder), else None."""
     if isinstance(value, bool):
         return None
@@ -52,7 +53,7 @@ def _concrete(value: Any) -> float | np.ndarray | None:
 
 def is_static_zero(value: Any) -> bool:
     """True if ``value`` is a concrete zero (a Python/numpy number, not a tracer): the model can skip work."""
-    arr = _concrete(value)
+    arr = concrete(value)
     return arr is not None and not np.any(arr)
 
 
@@ -90,7 +91,7 @@ def check_range(
     """Raise ValueError naming ``owner.name`` if a concrete value is NaN or outside [lo, hi]; TypeError if it is
     not a number (`check_number_type`: strings, lists, tables, bools)."""
     check_number_type(owner, name, value)
-    arr = _concrete(value)
+    arr = concrete(value)
     if arr is None:
         return
     field = _field(owner, name)
@@ -119,78 +120,19 @@ def check_int(owner: str, name: str, value: Any, lo: int, hi: int | None = None)
         raise ValueError(f"{owner}.{name} must be an integer >= {lo}{upper}, got {value}")
 
 
-@struct.dataclass
-class DeviceConfig:
-    """The memory cell: conductance range, noise model, faults.
+def DeviceConfig(model: str = "ideal", **fields: Any):  # noqa: N802 - reads like the class it builds
+    """The device model called ``model`` with ``fields``: a `jaxcim.devices.DeviceModel` of the registered class.
 
-    Attributes:
-      model: ``"ideal"`` (no noise), ``"reram-wan2022"`` (NeuRRAM ReRAM, Wan et al. Nature 2022),
-        ``"pcm-ibm"`` (IBM PCM-like model, Nandakumar 2019 / Joshi 2020) or ``"custom"``
-        (``sigma_poly``/``mean_poly`` given or fitted with `jaxcim.devices.fit_custom`). Static.
-      g_min: lowest programmable conductance, S.
-      g_max: highest programmable conductance, S.
-      levels: number of programmable conductance levels per cell (multi-level cell), evenly spaced in
-        [g_min, g_max]; 0 means analog (continuous). Static.
-      prog_noise_scale: multiplier on the model's programming noise sigma (1 = as published).
-      read_noise_scale: multiplier on the model's read noise (1 = as published).
-      drift_scale: multiplier on PCM drift exponents / ReRAM relaxation (1 = as published, 0 = none).
-      stuck_off_rate: probability that a cell is stuck at g_min (ignores programming).
-      stuck_on_rate: probability that a cell is stuck at g_max.
-      range_spread: device-to-device spread of the conductance range: each cell's reachable range
-        (g_max - g_min) is scaled by ``1 + range_spread * N(0, 1)`` (relative standard deviation).
-      sigma_poly: custom model only: programming-noise sigma / g_max as a polynomial in x = G / g_max,
-        ascending coefficients (dimensionless). Static tuple.
-      mean_poly: custom model only: systematic programming error (mean(G_prog - G_target)) / g_max as a
-        polynomial in x, ascending coefficients. Static tuple.
-      read_noise_rel: custom and ReRAM models: relative read-noise sigma (sigma / G per read).
+    ``DeviceConfig(model="pcm-ibm", g_max=25e-6)`` is ``jaxcim.devices.PCMLike(g_max=25e-6)``. Models:
+    ``"ideal"`` (no noise), ``"reram-wan2022"`` (NeuRRAM ReRAM, Wan et al. Nature 2022), ``"pcm-ibm"`` (IBM
+    PCM-like model, Nandakumar 2019 / Joshi 2020), ``"custom"`` (polynomials, e.g. from
+    `jaxcim.devices.fit_custom`), and every model registered with `jaxcim.devices.register`. The fields common to
+    all models (g_min, g_max, levels, noise multipliers, faults, range spread) are those of
+    `jaxcim.devices.DeviceModel`; each model adds its own.
     """
+    from jaxcim import devices
 
-    model: str = struct.field(pytree_node=False, default="ideal")
-    g_min: Any = 0.0
-    g_max: Any = 40e-6
-    levels: int = struct.field(pytree_node=False, default=0)
-    prog_noise_scale: Any = 1.0
-    read_noise_scale: Any = 1.0
-    drift_scale: Any = 1.0
-    stuck_off_rate: Any = 0.0
-    stuck_on_rate: Any = 0.0
-    range_spread: Any = 0.0
-    sigma_poly: tuple = struct.field(pytree_node=False, default=())
-    mean_poly: tuple = struct.field(pytree_node=False, default=())
-    read_noise_rel: Any = 0.0
-
-    def __post_init__(self):
-        o = "device"
-        check_choice(o, "model", self.model, DEVICE_MODELS)
-        check_range(o, "g_min", self.g_min, 0.0)
-        check_range(o, "g_max", self.g_max, 0.0, lo_open=True)
-        gmin, gmax = _concrete(self.g_min), _concrete(self.g_max)
-        if gmin is not None and gmax is not None and np.any(gmin >= gmax):
-            raise ValueError(f"device.g_min must be < device.g_max, got g_min={self.g_min!r} >= "
-                             f"g_max={self.g_max!r} (siemens)")
-        check_int(o, "levels", self.levels, 0)
-        if self.levels != 0:
-            check_int(o, "levels", self.levels, 2)
-        for name in ("prog_noise_scale", "read_noise_scale", "drift_scale", "range_spread",
-                     "read_noise_rel"):
-            check_range(o, name, getattr(self, name), 0.0)
-        check_range(o, "stuck_off_rate", self.stuck_off_rate, 0.0, 1.0)
-        check_range(o, "stuck_on_rate", self.stuck_on_rate, 0.0, 1.0)
-        off, on = _concrete(self.stuck_off_rate), _concrete(self.stuck_on_rate)
-        if off is not None and on is not None and np.any(off + on > 1.0):
-            raise ValueError("device.stuck_off_rate + device.stuck_on_rate must be <= 1")
-        if self.model == "custom" and not self.sigma_poly:
-            raise ValueError("device.sigma_poly is required for device.model = 'custom' "
-                             "(ascending coefficients of sigma/g_max in x = G/g_max; "
-                             "fit one with jaxcim.devices.fit_custom)")
-        for name in ("sigma_poly", "mean_poly"):
-            coeffs = getattr(self, name)
-            if not isinstance(coeffs, tuple) or not all(
-                    isinstance(c, int | float | np.integer | np.floating) and not isinstance(c, bool) for c in coeffs):
-                raise TypeError(f"device.{name} must be a tuple of numbers, got {coeffs!r}")
-            if not all(math.isfinite(float(c)) for c in coeffs):
-                raise ValueError(f"device.{name} must be a tuple of finite numbers, got {coeffs!r}")
-
+    return devices.build(model, fields)
 
 
 @struct.dataclass
@@ -376,7 +318,7 @@ class CrossbarConfig:
       name: a label for tables and files. Static.
     """
 
-    device: DeviceConfig = dataclasses.field(default_factory=DeviceConfig)
+    device: DeviceModel = dataclasses.field(default_factory=DeviceConfig)
     programming: ProgrammingConfig = dataclasses.field(default_factory=ProgrammingConfig)
     mapping: MappingConfig = dataclasses.field(default_factory=MappingConfig)
     dac: DACConfig = dataclasses.field(default_factory=DACConfig)
@@ -402,8 +344,8 @@ def _crossbar_replace(self: CrossbarConfig, **changes: Any) -> CrossbarConfig:
 
 CrossbarConfig.replace = _crossbar_replace  # flax.struct installs a plain replace; extend it
 
-SECTIONS: dict[str, type] = {
-    "device": DeviceConfig,
+SECTIONS: dict[str, type | None] = {
+    "device": None,  # a jaxcim.devices.DeviceModel: its fields depend on the model
     "programming": ProgrammingConfig,
     "mapping": MappingConfig,
     "dac": DACConfig,
@@ -414,7 +356,10 @@ TOP_FIELDS = ("drift_compensation", "name")
 
 
 def replace_path(cfg: CrossbarConfig, changes: Mapping[str, Any]) -> CrossbarConfig:
-    """Apply ``{"section.field": value, "field": value}`` changes to a config, with clear errors."""
+    """Apply ``{"section.field": value, "field": value}`` changes to a config, with clear errors.
+
+    ``"device.model"`` switches the device model; the fields the new model shares with the old one carry over.
+    """
     top: dict[str, Any] = {}
     per_section: dict[str, dict[str, Any]] = {}
     for path, value in changes.items():
@@ -422,9 +367,10 @@ def replace_path(cfg: CrossbarConfig, changes: Mapping[str, Any]) -> CrossbarCon
         if field:
             if section not in SECTIONS:
                 raise KeyError(f"unknown config section {section!r}; valid: {', '.join(SECTIONS)}")
-            valid = [f.name for f in dataclasses.fields(SECTIONS[section])]
-            if field not in valid:
-                raise KeyError(f"unknown key {path!r}; valid keys in [{section}]: {', '.join(valid)}")
+            if section != "device":
+                valid = [f.name for f in dataclasses.fields(SECTIONS[section])]
+                if field not in valid:
+                    raise KeyError(f"unknown key {path!r}; valid keys in [{section}]: {', '.join(valid)}")
             per_section.setdefault(section, {})[field] = value
         else:
             if section not in SECTIONS and section not in TOP_FIELDS:
@@ -433,7 +379,13 @@ def replace_path(cfg: CrossbarConfig, changes: Mapping[str, Any]) -> CrossbarCon
             top[section] = value
     for section, fields in per_section.items():
         base = top.get(section, getattr(cfg, section))
-        top[section] = dataclasses.replace(base, **fields)
+        if section == "device":
+            from jaxcim import devices
+
+            model = fields.pop("model", base.name)
+            top[section] = devices.build(model, fields, base=base)
+        else:
+            top[section] = dataclasses.replace(base, **fields)
     return dataclasses.replace(cfg, **top)
 
 
@@ -451,6 +403,7 @@ def to_dict(cfg: CrossbarConfig) -> dict[str, Any]:
     for section in SECTIONS:
         sec = getattr(cfg, section)
         out[section] = {f.name: _plain(getattr(sec, f.name)) for f in dataclasses.fields(sec)}
+    out["device"] = {"model": cfg.device.name, **out["device"]}
     return out
 
 

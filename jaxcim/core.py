@@ -273,7 +273,7 @@ def _read(cfg: CrossbarConfig, state: CrossbarState, x, key, t, *, zeros=frozens
     squeeze = x.ndim == 1
     x = jnp.atleast_2d(x)
     g_pos, g_neg = conductances_at(cfg, state, t)
-    if dev.model != "ideal" and not is_static_zero(dev.read_noise_scale):
+    if dev.noisy_reads and not is_static_zero(dev.read_noise_scale):
         s_pos = devices.read_sigma(dev, g_pos, state.target_pos, t)
         s_neg = devices.read_sigma(dev, g_neg, state.target_neg, t)
         if _difference_only(cfg):

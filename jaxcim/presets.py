@@ -13,12 +13,12 @@
 
 from __future__ import annotations
 
+from jaxcim import devices
 from jaxcim.config import (
     ADCConfig,
     CircuitConfig,
     CrossbarConfig,
     DACConfig,
-    DeviceConfig,
     MappingConfig,
     ProgrammingConfig,
 )
@@ -30,7 +30,7 @@ RERAM_G_MIN = 1e-6
 
 def _ideal() -> CrossbarConfig:
     return CrossbarConfig(
-        device=DeviceConfig(model="ideal", g_min=0.0, g_max=40e-6),
+        device=devices.Ideal(g_min=0.0, g_max=40e-6),
         programming=ProgrammingConfig(method="open_loop"),
         mapping=MappingConfig(),
         dac=DACConfig(bits=0),
@@ -42,7 +42,7 @@ def _ideal() -> CrossbarConfig:
 
 def _reram_neurram() -> CrossbarConfig:
     return CrossbarConfig(
-        device=DeviceConfig(model="reram-wan2022", g_min=RERAM_G_MIN, g_max=40e-6, read_noise_rel=0.01),
+        device=devices.ReRAMWan2022(g_min=RERAM_G_MIN, g_max=40e-6, read_noise_rel=0.01),
         programming=ProgrammingConfig(method="open_loop"),
         mapping=MappingConfig(scheme="differential", rows=256, cols=256),
         dac=DACConfig(bits=8, v_read=0.2, signed=True),
@@ -54,7 +54,7 @@ def _reram_neurram() -> CrossbarConfig:
 
 def _pcm_ibm() -> CrossbarConfig:
     return CrossbarConfig(
-        device=DeviceConfig(model="pcm-ibm", g_min=0.0, g_max=25e-6),
+        device=devices.PCMLike(g_min=0.0, g_max=25e-6),
         programming=ProgrammingConfig(method="open_loop"),
         mapping=MappingConfig(scheme="differential", rows=256, cols=256),
         dac=DACConfig(bits=8, v_read=0.2, signed=True),

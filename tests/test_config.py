@@ -66,7 +66,7 @@ def test_bad_values_name_the_field(changes, exc, fragment):
     ({"drift_compensation": "no"}, "drift_compensation must be true or false (a boolean), got str 'no'"),
     ({"name": 3}, "name must be a string"),
     ({"device.levels": 0.0}, "device.levels must be an integer"),
-    ({"device.sigma_poly": ("x",)}, "device.sigma_poly must be a tuple of numbers"),
+    ({"device.model": "custom", "device.sigma_poly": ("x",)}, "device.sigma_poly must be a tuple of numbers"),
 ])
 def test_wrong_types_are_type_errors_naming_the_field(changes, fragment):
     with pytest.raises(TypeError) as e:

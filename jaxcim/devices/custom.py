@@ -1,10 +1,15 @@
-"""Custom device: programming noise given as polynomials, or fitted from measured (target, programmed) pairs."""
+"""Polynomial device: programming noise given as polynomials, or fitted from measured (target, programmed) pairs."""
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
+import jax.numpy as jnp
 import numpy as np
 
-from jaxcim.config import DeviceConfig
+from jaxcim.config import check_range
+from jaxcim.devices.base import DeviceModel, register
 
 
 def poly(coeffs, x):
@@ -18,7 +23,7 @@ def poly(coeffs, x):
 def fit_custom(
     g_target, g_programmed, *, g_min: float = 0.0, g_max: float | None = None, degree: int = 3,
     bins: int = 16, read_noise_rel: float = 0.0,
-) -> DeviceConfig:
+) -> Polynomial:
     """Fit a custom device from measured programming samples.
 
     The samples are grouped by target (the distinct targets if there are at most ``bins`` of them, else
@@ -34,7 +39,7 @@ def fit_custom(
       read_noise_rel: relative read noise of the device (sigma / G), if known.
 
     Returns:
-      A `DeviceConfig` with ``model="custom"`` and the fitted ``sigma_poly`` / ``mean_poly``.
+      A `Polynomial` device (``model = "custom"``) with the fitted ``sigma_poly`` / ``mean_poly``.
     """
     gt = np.asarray(g_target, dtype=np.float64).ravel()
     gp = np.asarray(g_programmed, dtype=np.float64).ravel()
@@ -69,8 +74,52 @@ def fit_custom(
     w = np.sqrt(np.asarray(counts, dtype=np.float64))
     sigma_poly = np.polynomial.polynomial.polyfit(xs, stds, degree, w=w)
     mean_poly = np.polynomial.polynomial.polyfit(xs, means, degree, w=w)
-    return DeviceConfig(
-        model="custom", g_min=g_min, g_max=g_max,
+    return Polynomial(
+        g_min=g_min, g_max=g_max,
         sigma_poly=tuple(float(c) for c in sigma_poly), mean_poly=tuple(float(c) for c in mean_poly),
         read_noise_rel=read_noise_rel,
     )
+
+
+def _check_coeffs(name: str, coeffs: Any, required: bool) -> None:
+    if not isinstance(coeffs, tuple) or not all(
+            isinstance(c, int | float | np.integer | np.floating) and not isinstance(c, bool) for c in coeffs):
+        if isinstance(coeffs, tuple) and all(hasattr(c, "dtype") for c in coeffs):
+            return  # arrays or tracers (a vmapped or learned polynomial)
+        raise TypeError(f"device.{name} must be a tuple of numbers, got {coeffs!r}")
+    if not all(math.isfinite(float(c)) for c in coeffs):
+        raise ValueError(f"device.{name} must be a tuple of finite numbers, got {coeffs!r}")
+    if required and not coeffs:
+        raise ValueError(f"device.{name} is required for device.model = 'custom' (ascending coefficients of "
+                         f"sigma/g_max in x = G/g_max; fit one with jaxcim.devices.fit_custom)")
+
+
+@register("custom")
+class Polynomial(DeviceModel):
+    """A device given by polynomials in x = G_target / g_max (e.g. fitted with `fit_custom`).
+
+    Attributes (besides those of `DeviceModel`):
+      sigma_poly: programming-noise sigma / g_max, ascending coefficients (dimensionless); required.
+      mean_poly: systematic programming error mean(G_prog - G_target) / g_max, ascending coefficients.
+      read_noise_rel: relative read-noise sigma (sigma / G per read).
+    """
+
+    sigma_poly: Any = ()
+    mean_poly: Any = ()
+    read_noise_rel: Any = 0.0
+
+    def check(self) -> None:
+        _check_coeffs("sigma_poly", self.sigma_poly, required=True)
+        _check_coeffs("mean_poly", self.mean_poly, required=False)
+        check_range("device", "read_noise_rel", self.read_noise_rel, 0.0)
+
+    def programming_sigma(self, g_target):
+        return jnp.maximum(poly(self.sigma_poly, g_target / self.g_max), 0.0) * self.g_max
+
+    def programming_mean(self, g_target):
+        if not self.mean_poly:
+            return jnp.zeros_like(g_target)
+        return poly(self.mean_poly, g_target / self.g_max) * self.g_max
+
+    def read_sigma(self, g, g_target, t):
+        return jnp.abs(g) * self.read_noise_rel

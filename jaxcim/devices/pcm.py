@@ -11,7 +11,14 @@ References:
 
 from __future__ import annotations
 
+from typing import Any
+
+import jax
 import jax.numpy as jnp
+
+from jaxcim import rng
+from jaxcim.config import check_range
+from jaxcim.devices.base import DeviceModel, register
 
 G_MAX_REF = 25e-6
 """Maximum conductance of the measured PCM array the fits were made on, S (Joshi 2020)."""
@@ -27,7 +34,7 @@ def _x(g_target, g_max):
     return jnp.clip(g_target / g_max, 0.0, 1.0)
 
 
-def programming_sigma(g_target, g_max=G_MAX_REF):
+def programming_sigma(g_target, g_max=G_MAX_REF, poly_us=PROG_POLY_US):
     """Standard deviation of one PCM write around its target.
 
     Args:
@@ -39,7 +46,7 @@ def programming_sigma(g_target, g_max=G_MAX_REF):
       sigma, S, same shape. At x = 1: 1.055 uS; x = 0.1: 0.448 uS; x = 0.01: 0.283 uS (g_max = 25 uS).
     """
     x = _x(g_target, g_max)
-    c0, c1, c2 = PROG_POLY_US
+    c0, c1, c2 = poly_us
     return (c0 + c1 * x + c2 * x * x) * 1e-6 * (g_max / G_MAX_REF)
 
 
@@ -93,3 +100,45 @@ def read_noise_sigma(g, g_target, t, g_max=G_MAX_REF, t_read=T_READ):
     integral = jnp.log(jnp.maximum((t + t_read) / (2.0 * t_read), 1.0))
     root = jnp.where(integral > 0, jnp.sqrt(jnp.where(integral > 0, integral, 1.0)), 0.0)
     return jnp.abs(g) * read_noise_q(g_target, g_max) * root
+
+
+@register("pcm-ibm")
+class PCMLike(DeviceModel):
+    """IBM PCM-like device: state-dependent programming noise, power-law drift with a per-cell exponent drawn at
+    programming, 1/f read noise growing with time (Nandakumar 2019, Joshi 2020; aihwkit ``PCMLikeNoiseModel``).
+
+    Attributes (besides those of `DeviceModel`; g_max defaults to the measured array's 25 uS):
+      prog_poly_us: programming sigma in uS at g_max = 25 uS, ascending polynomial in x = G_target / g_max
+        (Nandakumar 2019: 0.26348, 1.9650, -1.1731).
+      t0: drift reference time, s (Joshi 2020: 20 s).
+      t_read: read pulse duration of the 1/f noise integral, s (aihwkit: 250 ns).
+    """
+
+    g_max: Any = G_MAX_REF
+    prog_poly_us: Any = PROG_POLY_US
+    t0: Any = T0
+    t_read: Any = T_READ
+
+    def check(self) -> None:
+        check_range("device", "t0", self.t0, 0.0, lo_open=True)
+        check_range("device", "t_read", self.t_read, 0.0, lo_open=True)
+        if not isinstance(self.prog_poly_us, tuple | list) or len(self.prog_poly_us) != 3:
+            raise TypeError(f"device.prog_poly_us must be 3 coefficients, got {self.prog_poly_us!r}")
+
+    def programming_sigma(self, g_target):
+        return programming_sigma(g_target, self.g_max, tuple(self.prog_poly_us))
+
+    def time_params(self, key: jax.Array, targets):
+        z = rng.normals(key, [t.shape for t in targets], targets[0].dtype)
+
+        def nu(t, z):
+            mu, s = drift_nu_stats(t, self.g_max)
+            return jnp.maximum(mu + s * z, 0.0)
+
+        return tuple(nu(t, z) for t, z in zip(targets, z, strict=True))
+
+    def at_time(self, g_prog, g_target, params, t):
+        return drift(g_prog, params * self.drift_scale, t, self.t0)
+
+    def read_sigma(self, g, g_target, t):
+        return read_noise_sigma(g, g_target, t, self.g_max, self.t_read)

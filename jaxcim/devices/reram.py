@@ -15,8 +15,14 @@ References:
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import jax
 import jax.numpy as jnp
+
+from jaxcim import rng
+from jaxcim.config import check_range
+from jaxcim.devices.base import DeviceModel, register
 
 G_MAX_REF = 40e-6
 """Maximum conductance of the NeuRRAM cells the fits were made on, S (Wan 2022)."""
@@ -72,3 +78,32 @@ def relaxation_sigma(g, t, g_max=G_MAX_REF):
     st = programming_sigma(g, t, g_max) / g_max
     d = st * st - s1 * s1
     return jnp.where(d > 0, jnp.sqrt(jnp.where(d > 0, d, 1.0)), 0.0) * g_max  # safe sqrt: finite gradient at 0
+
+
+@register("reram-wan2022")
+class ReRAMWan2022(DeviceModel):
+    """NeuRRAM ReRAM (Wan et al., Nature 2022): the post-write-verify conductance spread measured 1 s, 1 day and
+    2 days after programming, relaxation as the growth of that spread, and short-term read noise.
+
+    Attributes (besides those of `DeviceModel`; g_max: the fits, made at 40 uS, scale with it):
+      read_noise_rel: relative read-noise sigma, sigma / G per read (Wan 2022: ~1 %).
+    """
+
+    read_noise_rel: Any = READ_NOISE_REL
+
+    def check(self) -> None:
+        check_range("device", "read_noise_rel", self.read_noise_rel, 0.0)
+
+    def programming_sigma(self, g_target):
+        return programming_sigma(g_target, 1.0, self.g_max)
+
+    def time_params(self, key: jax.Array, targets):
+        # the standard-normal draw of each cell's relaxation increment
+        return tuple(rng.normals(key, [t.shape for t in targets], targets[0].dtype))
+
+    def at_time(self, g_prog, g_target, params, t):
+        g = g_prog + self.drift_scale * relaxation_sigma(g_target, t, self.g_max) * params
+        return jnp.maximum(g, 0.0)
+
+    def read_sigma(self, g, g_target, t):
+        return jnp.abs(g) * self.read_noise_rel
