@@ -154,14 +154,17 @@ def parse_values(text: str) -> list[Any]:
     return vals
 
 
-def _is_leaf(path: str) -> bool:
-    """Whether a config path is a traced leaf (float values keep one compilation) rather than static."""
+def _is_leaf(cfg, path: str) -> bool:
+    """Whether a config path is a traced leaf of ``cfg`` (float values keep one compilation) rather than static;
+    the device section's fields are those of ``cfg``'s device model."""
     import dataclasses
 
     from jaxcim.config import SECTIONS
 
     section, _, field = path.partition(".")
-    for f in dataclasses.fields(SECTIONS.get(section, object)) if section in SECTIONS else []:
+    if section not in SECTIONS:
+        return False
+    for f in dataclasses.fields(getattr(cfg, section)):
         if f.name == field:
             return f.metadata.get("pytree_node", True)
     return False
@@ -197,7 +200,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     if study["study"] != "mvm":
         raise StudyError("jaxcim sweep runs mvm studies")
     for name, vals in grid.items():  # check every value before running anything
-        leaf = _is_leaf(name)
+        leaf = _is_leaf(cfg, name)
         for v in vals:
             try:
                 cfg.replace(**{name: _leaf_value(leaf, v)})
@@ -227,7 +230,7 @@ def _sweep(study: dict[str, Any], cfg, grid: dict[str, list[Any]], out: Path, w,
     names = list(grid)
     rows = []
     for combo in itertools.product(*grid.values()) if grid else [()]:
-        changes = {n: _leaf_value(_is_leaf(n), v) for n, v in zip(names, combo, strict=True)}
+        changes = {n: _leaf_value(_is_leaf(cfg, n), v) for n, v in zip(names, combo, strict=True)}
         c = cfg.replace(**changes)
         errs = mc.monte_carlo_stats(c, w, x, key=key, n=study["instances"], times=times,
                                     memory_budget=study["memory_budget"] or None)  # 0: the default

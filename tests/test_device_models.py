@@ -83,16 +83,19 @@ def test_contract(dev):
     y_ideal = jc.simulate(_cfg(ideal), W, X, key=jax.random.key(1), t=86400.0)
     np.testing.assert_allclose(y, y_ideal, rtol=0, atol=1e-6 * np.abs(y_ideal).max())
 
-    # same key, same numbers; jit, vmap, grad through programming
+    # same key, same numbers; the model's kernels under jit(vmap(grad)) are finite
     cfg = _cfg(dev)
     a = jc.simulate(cfg, W, X, key=jax.random.key(2), t=3600.0)
     np.testing.assert_array_equal(a, jc.simulate(cfg, W, X, key=jax.random.key(2), t=3600.0))
-    keys = jax.random.split(jax.random.key(3), 3)
-    ys = jax.jit(jax.vmap(lambda k: jc.simulate(cfg, W, X, key=k, t=3600.0)))(keys)
-    assert ys.shape == (3, 6, 12) and np.all(np.isfinite(ys))
-    grad = jax.grad(lambda w: jnp.sum(jc.simulate(cfg.replace(**{"dac.bits": 0, "adc.bits": 0}), w, X,
-                                                  key=jax.random.key(4), t=3600.0) ** 2))(jnp.asarray(W))
-    assert np.all(np.isfinite(grad)) and np.any(grad != 0)
+    assert not np.array_equal(a, jc.simulate(cfg, W, X, key=jax.random.key(3), t=3600.0)) or not dev.noisy_reads
+
+    def kernels(gt):
+        params = jd.sample_time_params(dev, jax.random.key(0), gt)
+        g = jd.at_time(dev, gt + jd.programming_mean(dev, gt) + jd.programming_sigma(dev, gt), gt, params, 3600.0)
+        return (g + jd.read_sigma(dev, g, gt, 3600.0)) / dev.g_max
+
+    grads = jax.jit(jax.vmap(jax.grad(kernels)))(jnp.linspace(0.05, 0.95, 5) * dev.g_max)
+    assert np.all(np.isfinite(grads))
 
     # TOML round trip: [device] model = name and the model's own fields
     again = jc.config.from_dict({"device": cfg.device.to_dict()})
@@ -120,11 +123,9 @@ def test_users_model_everywhere(tmp_path):
     e1, e2 = (float(np.linalg.norm(y - ref) / np.linalg.norm(ref)) for y in (y1, y2))
     assert 0.005 < e1 < 0.3 and e2 > e1  # relaxation over a year adds error
 
-    ys = jc.monte_carlo(cfg, W, X, key=jax.random.key(2), n=4, times=(1.0, 3e7))
+    ys = jc.monte_carlo(cfg, W, X, key=jax.random.key(2), n=4, times=(1.0, 3e7), chunk_size=4)
     np.testing.assert_allclose(ys[3, 0], jc.simulate(cfg, W, X, key=jax.random.fold_in(jax.random.key(2), 3), t=1.0),
                                rtol=0, atol=2e-6 * float(np.abs(ys).max()))
-    stats = jc.monte_carlo_stats(cfg, W, X, key=jax.random.key(2), n=4, times=(1.0, 3e7))
-    assert np.all(stats["rel_error"][:, 1] > 0)
 
     model = nnx.Sequential(nnx.Linear(40, 12, rngs=nnx.Rngs(0)), nnx.relu, nnx.Linear(12, 3, rngs=nnx.Rngs(1)))
     labels = np.asarray(jnp.argmax(model(X), -1))
@@ -144,9 +145,9 @@ def test_users_model_everywhere(tmp_path):
     loaded = jc.load_config(toml)
     assert isinstance(loaded.device, LogNormalReRAM) and loaded.device.sigma_rel == 0.08
     study = tmp_path / "study.toml"
-    study.write_text('study = "mvm"\ninstances = 4\nbatch = 4\nin_features = 40\nout_features = 12\n'
-                     'chunk_size = 4\n[crossbar]\npreset = "reram-neurram"\n[crossbar.device]\n'
-                     'model = "test-lognormal"\n[crossbar.mapping]\nrows = 32\ncols = 8\n')
+    study.write_text('study = "mvm"\ninstances = 4\nbatch = 6\nin_features = 40\nout_features = 12\n'
+                     'times = [1.0, 3e7]\nchunk_size = 4\n[crossbar]\npreset = "reram-neurram"\n'
+                     '[crossbar.device]\nmodel = "test-lognormal"\n[crossbar.mapping]\nrows = 32\ncols = 8\n')
     assert cli.main(["run", str(study), "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "results.json").is_file()
 

@@ -4,27 +4,13 @@ import fcntl
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from locks import hold_lock
 
 from jaxcim import io
 from jaxcim.study import StudyError
-
-
-def _hold_lock(path):
-    """A subprocess that holds an flock on ``path`` until killed (stands for another jaxcim run)."""
-    code = ("import fcntl, os, sys, time\n"
-            f"fd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-            "os.ftruncate(fd, 0); os.write(fd, str(os.getpid()).encode())\n"
-            "print('locked', flush=True)\n"
-            "time.sleep(120)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
 
 
 def test_atomic_writes(tmp_path):
@@ -53,7 +39,7 @@ def test_lock_is_exclusive_reentrant_and_released(tmp_path):
 
 
 def test_lock_held_by_another_process_then_killed(tmp_path):
-    proc = _hold_lock(tmp_path / io.LOCK_NAME)
+    proc = hold_lock(tmp_path / io.LOCK_NAME)
     try:
         with pytest.raises(StudyError, match=rf"in use by another jaxcim run \(pid {proc.pid}\)"):
             with io.lock_output(tmp_path):

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from locks import hold_lock
 
 from jaxcim import cli, io, study
 
@@ -59,19 +60,6 @@ def _mvm_study(folder, seed=3):
 def _errors(err: str) -> list[str]:
     assert "Traceback" not in err
     return [line for line in err.splitlines() if line.startswith("error:")]
-
-
-def _hold_lock(path):
-    """A subprocess holding an flock on ``path`` (stands for another run) until killed."""
-    code = ("import fcntl, os, time\n"
-            f"fd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-            "os.ftruncate(fd, 0); os.write(fd, str(os.getpid()).encode())\n"
-            "print('locked', flush=True)\n"
-            "time.sleep(120)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +156,7 @@ def test_a_locked_output_folder_is_refused_and_a_killed_holder_leaves_no_lock(mv
     out = tmp_path / "out"
     (out / "checkpoint").mkdir(parents=True)
     (out / "checkpoint" / "state.json").write_text("{}")  # the other run's files
-    holder = _hold_lock(out / io.LOCK_NAME)
+    holder = hold_lock(out / io.LOCK_NAME)
     try:
         for args in (["run", str(p), "--quiet"], ["run", str(p), "--resume"],
                      ["sweep", "--study", str(p), "adc.bits=6"]):

@@ -223,7 +223,7 @@ def _cholesky_solve_leaf(a: Array, b: Array) -> Array:
         factor = jnp.where(rows > k, lax.dynamic_index_in_dim(w, k, axis=1, keepdims=False) / row[k], 0.0)
         return w - factor[:, None] * row[None, :]
 
-    w = lax.fori_loop(0, m, step, jnp.concatenate([a, b], axis=1))
+    w = lax.fori_loop(0, m, step, jnp.concatenate([a, b], axis=1), unroll=min(m, 8))
     return w[:, m:] / jnp.sqrt(jnp.diagonal(w[:, :m]))[:, None]
 
 
