@@ -10,6 +10,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from helpers import classifier_study
 
 from jaxcim import cli, study
 from jaxcim import montecarlo as mc
@@ -91,20 +92,7 @@ def test_embedded_studies():
 def _classifier_study(tmp_path, head: str):
     """A small classifier study file (64x64 arrays, a 64-16-10 MLP, a few epochs) with ``head`` keys on top."""
     p = tmp_path / "c.toml"
-    p.write_text('study = "classifier"\n' + head + """
-times = [1.0, 86400.0]
-[crossbar]
-preset = "reram-neurram"
-[crossbar.mapping]
-rows = 64
-cols = 64
-[model]
-features = [64, 16, 10]
-[train]
-epochs = 3
-[hwa]
-epochs = 1
-""")
+    p.write_text(classifier_study(head))
     return p
 
 

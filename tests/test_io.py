@@ -7,7 +7,7 @@ import signal
 
 import numpy as np
 import pytest
-from locks import hold_lock
+from helpers import hold_lock
 
 from jaxcim import io
 from jaxcim.study import StudyError

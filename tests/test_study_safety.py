@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from locks import hold_lock
+from helpers import classifier_study, hold_lock
 
 from jaxcim import cli, io, study
 
@@ -32,22 +32,7 @@ rows = 64
 cols = 32
 """
 
-CLASSIFIER = """study = "classifier"
-instances = 16
-chunk_size = 8
-times = [1.0, 86400.0]
-[crossbar]
-preset = "reram-neurram"
-[crossbar.mapping]
-rows = 64
-cols = 64
-[model]
-features = [64, 16, 10]
-[train]
-epochs = 3
-[hwa]
-epochs = 1
-"""
+CLASSIFIER = classifier_study("instances = 16\nchunk_size = 8")
 
 
 def _mvm_study(folder, seed=3):

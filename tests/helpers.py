@@ -1,4 +1,4 @@
-"""Another process holding a jaxcim output-folder lock (used by tests/test_io.py and tests/test_study_safety.py)."""
+"""Shared test helpers: a small classifier study, and another process holding a jaxcim output-folder lock."""
 
 import subprocess
 import sys
@@ -15,3 +15,21 @@ def hold_lock(path):
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"
     return proc
+
+
+def classifier_study(head: str) -> str:
+    """A small classifier study (64x64 arrays, a 64-16-10 MLP, a few epochs) with ``head`` keys on top, as TOML."""
+    return 'study = "classifier"\n' + head + """
+times = [1.0, 86400.0]
+[crossbar]
+preset = "reram-neurram"
+[crossbar.mapping]
+rows = 64
+cols = 64
+[model]
+features = [64, 16, 10]
+[train]
+epochs = 3
+[hwa]
+epochs = 1
+"""
