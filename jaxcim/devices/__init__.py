@@ -28,7 +28,7 @@ from jaxcim.devices.reram import ReRAMWan2022
 __all__ = [
     "DeviceModel", "Ideal", "PCMLike", "Polynomial", "ReRAMWan2022", "at_time", "build", "custom", "field_names",
     "fit_custom", "model_class", "names", "pcm", "poly", "programming_mean", "programming_sigma",
-    "quantize_levels", "read_sigma", "register", "reram", "sample_time_params",
+    "quantize_levels", "read", "read_sigma", "register", "reram", "sample_time_params",
 ]
 
 
@@ -63,6 +63,12 @@ def at_time(dev: DeviceModel, g_prog: jax.Array, g_target: jax.Array, params: An
 def read_sigma(dev: DeviceModel, g: jax.Array, g_target: jax.Array, t) -> jax.Array:
     """Standard deviation of one read of conductances ``g`` at time ``t`` after programming, S."""
     return dev.read_sigma(g, g_target, t) * dev.read_noise_scale
+
+
+def read(dev: DeviceModel, g: jax.Array, g_prog: jax.Array, g_target: jax.Array, t, z: jax.Array) -> jax.Array:
+    """One read of conductances ``g`` (S) at time ``t``, given the programmed and target conductances (S) and one
+    standard normal ``z`` per cell, with ``read_noise_scale`` applied (clamped at 0 S for models that clamp)."""
+    return dev.read(g, g_prog, g_target, t, z)
 
 
 def quantize_levels(dev: DeviceModel, g: jax.Array) -> jax.Array:
