@@ -309,7 +309,7 @@ def _read(cfg: CrossbarConfig, state: CrossbarState, x, key, t, *, zeros=frozens
     return y[0] if squeeze else y
 
 
-def with_temperature(cfg: CrossbarConfig, temperature) -> CrossbarConfig:
+def _with_temperature(cfg: CrossbarConfig, temperature) -> CrossbarConfig:
     """``cfg`` with ``device.temperature`` (K) replaced, checked as the field; unchanged for None."""
     if temperature is None:
         return cfg
@@ -335,7 +335,7 @@ def read(
       y ~ x @ w, (batch, out_features) or (out_features,).
     """
     check_cfg(cfg)
-    cfg = with_temperature(cfg, temperature)
+    cfg = _with_temperature(cfg, temperature)
     check_key(key)
     if not isinstance(state, CrossbarState):
         raise TypeError(f"state must be a CrossbarState from jc.program, got {type(state).__name__}")

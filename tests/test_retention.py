@@ -41,9 +41,13 @@ def test_reference_temperature_up_to_two_days_is_the_neurram_model():
     g = jnp.linspace(2e-6, 40e-6, 64)
     params = jd.sample_time_params(ret, jax.random.key(1), g)
     np.testing.assert_array_equal(params, jd.sample_time_params(wan, jax.random.key(1), g))
-    for t in (0.0, 1.0, 3600.0, DAY, 2 * DAY):
-        np.testing.assert_array_equal(jd.at_time(ret, g * 1.02, g, params, t), jd.at_time(wan, g * 1.02, g, params, t))
-    assert not np.array_equal(jd.at_time(ret, g, g, params, 30 * DAY), jd.at_time(wan, g, g, params, 30 * DAY))
+    times = jnp.asarray([0.0, 1.0, 3600.0, DAY, 2 * DAY, 30 * DAY])
+    aged = jax.jit(jax.vmap(lambda dev, t: jd.at_time(dev, g * 1.02, g, params, t), in_axes=(None, 0)))
+    ours, neurram = np.asarray(aged(ret, times)), np.asarray(aged(wan, times))
+    np.testing.assert_array_equal(ours[:5], neurram[:5])
+    assert not np.array_equal(ours[5], neurram[5])  # beyond the fits the levels keep moving
+    # a model without thermal activation ignores the temperature
+    np.testing.assert_array_equal(aged(wan.replace(temperature=358.15), times), neurram)
 
 
 def test_arrhenius_equivalence_is_exact():
@@ -71,9 +75,13 @@ def test_ten_years_at_85c_moments_follow_the_published_slopes():
     n = 50_000
     levels_us = np.array([15.0, 25.0, 38.0])  # >= 3 sigma above 0 S: the clamp at 0 is negligible
     targets = jnp.repeat(jnp.asarray(levels_us * 1e-6, jnp.float32), n)
-    g_prog, _ = jc.programming.write(jc.CrossbarConfig(device=dev), targets, jax.random.key(0))
-    params = jd.sample_time_params(dev, jax.random.key(1), targets)
-    g = np.asarray(jd.at_time(dev, g_prog, targets, params, YEAR10), np.float64).reshape(3, n) * 1e6
+
+    @jax.jit
+    def aged(dev):
+        g_prog, _ = jc.programming.write(jc.CrossbarConfig(device=dev), targets, jax.random.key(0))
+        return jd.at_time(dev, g_prog, targets, jd.sample_time_params(dev, jax.random.key(1), targets), YEAR10)
+
+    g = np.asarray(aged(dev), np.float64).reshape(3, n) * 1e6
     t_eq = YEAR10 * _af(358.15)
     for level, sample in zip(levels_us, g, strict=True):
         shift, sigma = _published_level(level, t_eq)
@@ -112,15 +120,14 @@ def test_level_error_rate_is_the_gaussian_overlap(quiet_reads):
         expect = _gaussian_level_error(4, 10.0, 40.0, temp, t)
         assert np.all(np.abs(row - expect) <= 4 * np.sqrt(expect * (1 - expect) / cells) + 1e-4), (row, expect)
     assert np.all(np.diff(got.mean(axis=1)) > 0)  # later and hotter: more errors
-    # vmap equals one call; the mean over levels is the default
-    one = jd.level_error_rate(quiet_reads, 4, times[1], temps[1], key=jax.random.key(3), cells_per_level=cells)
-    assert float(one) == pytest.approx(float(got[1].mean()), abs=1e-6)
+    # vmap equals one call; the mean over levels is the default; closer levels (8 in the same window) fail first
+    one, eight = (jd.level_error_rate(quiet_reads, n, times[2], temps[2], key=jax.random.key(3), cells_per_level=cells)
+                  for n in (4, 8))
+    assert float(one) == pytest.approx(float(got[2].mean()), abs=1e-6)
+    assert float(eight) > float(one) + 0.05
 
 
-def test_closer_levels_fail_first_and_bad_input_is_named(quiet_reads):
-    rates = [float(jd.level_error_rate(quiet_reads, n, YEAR10, 358.15, key=jax.random.key(4), cells_per_level=2048))
-             for n in (2, 4, 8)]
-    assert rates[0] < rates[1] < rates[2]
+def test_bad_input_is_named(quiet_reads):
     with pytest.raises(ValueError, match="levels"):
         jd.level_error_rate(quiet_reads, 1, 1.0, key=jax.random.key(0))
     with pytest.raises(ValueError, match="device.temperature"):
@@ -130,8 +137,7 @@ def test_closer_levels_fail_first_and_bad_input_is_named(quiet_reads):
 
 
 def test_temperature_is_a_read_keyword_and_a_toml_field(tmp_path):
-    """`jc.simulate(..., temperature=)` replaces the device leaf; a TOML `temperature` sets it; devices without
-    thermal activation ignore it."""
+    """`jc.simulate(..., temperature=)` replaces the device leaf; a TOML `temperature` sets it."""
     toml = tmp_path / "hot.toml"
     toml.write_text('preset = "reram-neurram"\n[device]\nmodel = "reram-retention"\ntemperature = 358.15\n'
                     '[mapping]\nrows = 32\ncols = 8\n')
@@ -143,6 +149,3 @@ def test_temperature_is_a_read_keyword_and_a_toml_field(tmp_path):
     y_hot = jc.simulate(hot, w, x, key=jax.random.key(0), t=YEAR10)
     np.testing.assert_array_equal(y_hot, jc.simulate(cool, w, x, key=jax.random.key(0), t=YEAR10, temperature=358.15))
     assert not np.array_equal(y_hot, jc.simulate(cool, w, x, key=jax.random.key(0), t=YEAR10))
-    wan = cool.replace(**{"device.model": "reram-wan2022"})
-    np.testing.assert_array_equal(jc.simulate(wan, w, x, key=jax.random.key(0), t=YEAR10, temperature=358.15),
-                                  jc.simulate(wan, w, x, key=jax.random.key(0), t=YEAR10))
