@@ -108,10 +108,4 @@ def test_pcm_read_noise_at_t0_and_clamped_reads():
     z = jnp.linspace(-40.0, 40.0, 101)
     low = jnp.full(101, 0.2e-6)
     reads = np.asarray(devices.read(dev, low, low, low, 3600.0, z))
-    assert reads.min() == 0.0 and np.all(reads >= 0)
-    cfg = jc.presets.get("pcm-ibm").replace(**{"mapping.rows": 32, "mapping.cols": 8})
-    w = np.random.default_rng(0).standard_normal((40, 12)).astype(np.float32)
-    x = np.ones((2, 40), np.float32)
-    state = jc.program(cfg, w, key=jax.random.key(0))
-    a, b = (jc.read(cfg, state, x, key=jax.random.key(k)) for k in (1, 2))
-    assert not np.array_equal(a, b)  # read noise at the default t = 0
+    assert reads.min() == 0.0 and np.all(reads >= 0)  # jc.read at t = 0 is random: tests/test_device_models.py
