@@ -274,9 +274,9 @@ def _read(cfg: CrossbarConfig, state: CrossbarState, x, key, t, *, zeros=frozens
     x = jnp.atleast_2d(x)
     g_pos, g_neg = conductances_at(cfg, state, t)
     if dev.noisy_reads and not is_static_zero(dev.read_noise_scale):
-        s_pos = devices.read_sigma(dev, g_pos, state.target_pos, t)
-        s_neg = devices.read_sigma(dev, g_neg, state.target_neg, t)
-        if _difference_only(cfg):
+        if _difference_only(cfg) and dev.gaussian_reads:
+            s_pos = devices.read_sigma(dev, g_pos, state.target_pos, t)
+            s_neg = devices.read_sigma(dev, g_neg, state.target_neg, t)
             # Only G+ - G- is observable (currents, ADC calibration, drift-compensation probe): one normal
             # with the pair's combined deviation has exactly the distribution of two independent reads.
             u_pos, u_neg = s_pos / dev.g_max, s_neg / dev.g_max  # units of g_max: the squares stay finite
@@ -285,8 +285,8 @@ def _read(cfg: CrossbarConfig, state: CrossbarState, x, key, t, *, zeros=frozens
             g_pos = g_pos + s_pair * rng.normal(key, g_pos.shape, g_pos.dtype)
         else:
             z_pos, z_neg = rng.normals(key, (g_pos.shape, g_neg.shape), g_pos.dtype)
-            g_pos = g_pos + s_pos * z_pos
-            g_neg = g_neg + s_neg * z_neg
+            g_pos = devices.read(dev, g_pos, state.g_pos, state.target_pos, t, z_pos)
+            g_neg = devices.read(dev, g_neg, state.g_neg, state.target_neg, t, z_neg)
     levels, cycle_w, x_scale = _drive_levels(cfg, x)
     i_main, i_ref = _analog(cfg, g_pos, g_neg, levels)
     digital = jax.vmap(lambda a, b: _convert(cfg, state, a, b))(i_main, i_ref) if i_ref is not None else \
@@ -309,7 +309,16 @@ def _read(cfg: CrossbarConfig, state: CrossbarState, x, key, t, *, zeros=frozens
     return y[0] if squeeze else y
 
 
-def read(cfg: CrossbarConfig, state: CrossbarState, x: jax.Array, *, key: jax.Array, t=0.0) -> jax.Array:
+def _with_temperature(cfg: CrossbarConfig, temperature) -> CrossbarConfig:
+    """``cfg`` with ``device.temperature`` (K) replaced, checked as the field; unchanged for None."""
+    if temperature is None:
+        return cfg
+    return cfg.replace(device=cfg.device.replace(temperature=temperature))
+
+
+def read(
+    cfg: CrossbarConfig, state: CrossbarState, x: jax.Array, *, key: jax.Array, t=0.0, temperature=None,
+) -> jax.Array:
     """Read a programmed instance: one analog matrix-vector product per input vector.
 
     Args:
@@ -319,11 +328,14 @@ def read(cfg: CrossbarConfig, state: CrossbarState, x: jax.Array, *, key: jax.Ar
       key: key of this read (read noise). One call is one read event: the batch shares its read-noise
         draw, as in aihwkit's inference noise model; vmap over keys for independent reads.
       t: time since programming, s (drift, relaxation and 1/f read noise depend on it).
+      temperature: temperature of the array since programming, K; replaces ``cfg.device.temperature`` (None:
+        keep it). Only models with thermally activated retention depend on it.
 
     Returns:
       y ~ x @ w, (batch, out_features) or (out_features,).
     """
     check_cfg(cfg)
+    cfg = _with_temperature(cfg, temperature)
     check_key(key)
     if not isinstance(state, CrossbarState):
         raise TypeError(f"state must be a CrossbarState from jc.program, got {type(state).__name__}")
@@ -334,7 +346,7 @@ def read(cfg: CrossbarConfig, state: CrossbarState, x: jax.Array, *, key: jax.Ar
 
 
 def simulate(
-    cfg: CrossbarConfig, w: jax.Array, x: jax.Array, *, key: jax.Array, t=0.0,
+    cfg: CrossbarConfig, w: jax.Array, x: jax.Array, *, key: jax.Array, t=0.0, temperature=None,
     x_calib: jax.Array | None = None, scale: jax.Array | None = None, mapping: Any = None,
 ) -> jax.Array:
     """Program ``w`` and read it with ``x``: y ~ x @ w for one device instance.
@@ -343,6 +355,7 @@ def simulate(
       cfg: crossbar config. w: (in_features, out_features). x: (batch, in_features) or (in_features,).
       key: key of this instance (split into a programming key and a read key).
       t: time since programming, s.
+      temperature: temperature of the array since programming, K (None: ``cfg.device.temperature``).
       x_calib: ADC calibration inputs; default ``x`` itself when ``adc.range_mode="calibrated"``.
       scale: weight scale, see `program`.
       mapping: a learned mapping, see `program`.
@@ -359,5 +372,5 @@ def simulate(
         x_calib = x
     k_prog, k_read = jax.random.split(key)
     state = program(cfg, w, key=k_prog, x_calib=x_calib, scale=scale, mapping=mapping)
-    return read(cfg, state, x, key=k_read, t=t)
+    return read(cfg, state, x, key=k_read, t=t, temperature=temperature)
 

@@ -88,6 +88,12 @@ def test_contract(dev):
     a = jc.simulate(cfg, W, X, key=jax.random.key(2), t=3600.0)
     np.testing.assert_array_equal(a, jc.simulate(cfg, W, X, key=jax.random.key(2), t=3600.0))
     assert not np.array_equal(a, jc.simulate(cfg, W, X, key=jax.random.key(3), t=3600.0)) or not dev.noisy_reads
+    # a read right after programming is random exactly when the model has read noise at t = 0 (aihwkit's PCM counts
+    # its 1/f noise from t0 = 20 s before the end of programming); same compilations as `simulate`
+    state = jc.program(cfg, W, key=jax.random.key(2), x_calib=X)
+    r1, r2 = (jc.read(cfg, state, X, key=jax.random.key(k), t=0.0) for k in (1, 2))
+    noisy_at_0 = dev.noisy_reads and bool(np.any(np.asarray(jd.read_sigma(dev, g[1:], g[1:], 0.0)) > 0))
+    assert np.array_equal(r1, r2) != noisy_at_0
 
     def kernels(gt):
         params = jd.sample_time_params(dev, jax.random.key(0), gt)

@@ -5,6 +5,8 @@ Every model is a `DeviceModel` (`jaxcim.devices.base`: the protocol), one file e
 - ``ideal`` (`Ideal`): no noise, no drift.
 - ``reram-wan2022`` (`ReRAMWan2022`): NeuRRAM ReRAM (`jaxcim.devices.reram`).
 - ``pcm-ibm`` (`PCMLike`): IBM PCM-like model (`jaxcim.devices.pcm`).
+- ``reram-retention`` (`ReRAMRetention`): NeuRRAM ReRAM with retention to years and Arrhenius temperature
+  acceleration (`jaxcim.devices.retention`).
 - ``custom`` (`Polynomial`): polynomial sigma(G) and mean error (`jaxcim.devices.custom`), e.g. from `fit_custom`.
 
 A model of your own subclasses `DeviceModel` and works in every entry point; `register` names it for TOML files.
@@ -18,17 +20,20 @@ from typing import Any
 import jax
 
 from jaxcim.converters import ste_round
-from jaxcim.devices import custom, pcm, reram
+from jaxcim.devices import custom, pcm, reram, retention
 from jaxcim.devices.base import DeviceModel, build, field_names, model_class, names, register
 from jaxcim.devices.custom import Polynomial, fit_custom, poly
 from jaxcim.devices.ideal import Ideal
+from jaxcim.devices.levels import level_error_rate
 from jaxcim.devices.pcm import PCMLike
 from jaxcim.devices.reram import ReRAMWan2022
+from jaxcim.devices.retention import ReRAMRetention
 
 __all__ = [
-    "DeviceModel", "Ideal", "PCMLike", "Polynomial", "ReRAMWan2022", "at_time", "build", "custom", "field_names",
-    "fit_custom", "model_class", "names", "pcm", "poly", "programming_mean", "programming_sigma",
-    "quantize_levels", "read_sigma", "register", "reram", "sample_time_params",
+    "DeviceModel", "Ideal", "PCMLike", "Polynomial", "ReRAMRetention", "ReRAMWan2022", "at_time", "build", "custom",
+    "field_names", "fit_custom", "level_error_rate", "model_class", "names", "pcm", "poly", "programming_mean",
+    "programming_sigma", "quantize_levels", "read", "read_sigma", "register", "reram", "retention",
+    "sample_time_params",
 ]
 
 
@@ -63,6 +68,12 @@ def at_time(dev: DeviceModel, g_prog: jax.Array, g_target: jax.Array, params: An
 def read_sigma(dev: DeviceModel, g: jax.Array, g_target: jax.Array, t) -> jax.Array:
     """Standard deviation of one read of conductances ``g`` at time ``t`` after programming, S."""
     return dev.read_sigma(g, g_target, t) * dev.read_noise_scale
+
+
+def read(dev: DeviceModel, g: jax.Array, g_prog: jax.Array, g_target: jax.Array, t, z: jax.Array) -> jax.Array:
+    """One read of conductances ``g`` (S) at time ``t``, given the programmed and target conductances (S) and one
+    standard normal ``z`` per cell, with ``read_noise_scale`` applied (clamped at 0 S for models that clamp)."""
+    return dev.read(g, g_prog, g_target, t, z)
 
 
 def quantize_levels(dev: DeviceModel, g: jax.Array) -> jax.Array:

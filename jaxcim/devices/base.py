@@ -10,6 +10,13 @@ arrays in siemens and jit/vmap/grad friendly:
   (default: none).
 - ``at_time(g_prog, g_target, params, t)``: the conductance t seconds after programming, S (default: no change).
 - ``read_sigma(g, g_target, t)``: standard deviation of one read, S (default 0).
+- ``read(g, g_prog, g_target, t, z)``: one read given a standard normal ``z`` per cell, S (default
+  ``g + read_noise_scale * read_sigma(g, g_target, t) * z``). A model whose reads are not that Gaussian (clamped at
+  0 S, amplitude set by the programmed conductance, as aihwkit's PCM) overrides it and sets ``gaussian_reads = False``.
+
+Every model has a ``temperature`` leaf (K, default 298.15 K): models with thermally activated time evolution
+(`jaxcim.devices.retention`) read it, the others ignore it. Being a leaf, it is swept (``device.temperature`` in TOML
+and sweeps), vmapped and differentiated like t; ``jc.read(..., temperature=)`` replaces it for one read.
 
 The pipeline (`jaxcim.programming`, `jaxcim.core`) calls only these, multiplies the spreads by the model's
 ``prog_noise_scale`` / ``read_noise_scale`` and never asks which model it has. A new device is a subclass in the
@@ -90,11 +97,17 @@ class DeviceModel(struct.PyTreeNode):
       stuck_on_rate: probability that a cell is stuck at g_max.
       range_spread: device-to-device spread of the conductance range: each cell's reachable range
         (g_max - g_min) is scaled by ``1 + range_spread * N(0, 1)`` (relative standard deviation).
+      temperature: temperature of the array while it retains and is read, K (default 298.15 K = 25 C, room
+        temperature; 358.15 K = 85 C is the usual automotive/industrial retention spec). Models without
+        temperature dependence ignore it.
     """
 
     name: ClassVar[str] = "device"
     noisy_reads: ClassVar[bool] = True
     """False for models whose `read_sigma` is always 0: reads then draw no random numbers."""
+    gaussian_reads: ClassVar[bool] = True
+    """True when `read` is ``g + read_sigma * z`` (the default): the pipeline may then draw the two reads of a
+    differential pair as one normal of their combined spread. False for models that override `read`."""
 
     g_min: Any = 0.0
     g_max: Any = 40e-6
@@ -105,6 +118,7 @@ class DeviceModel(struct.PyTreeNode):
     stuck_off_rate: Any = 0.0
     stuck_on_rate: Any = 0.0
     range_spread: Any = 0.0
+    temperature: Any = 298.15
 
     def __post_init__(self):
         o = "device"
@@ -119,6 +133,7 @@ class DeviceModel(struct.PyTreeNode):
             check_int(o, "levels", self.levels, 2)
         for name in ("prog_noise_scale", "read_noise_scale", "drift_scale", "range_spread"):
             check_range(o, name, getattr(self, name), 0.0)
+        check_range(o, "temperature", self.temperature, 0.0, lo_open=True)
         check_range(o, "stuck_off_rate", self.stuck_off_rate, 0.0, 1.0)
         check_range(o, "stuck_on_rate", self.stuck_on_rate, 0.0, 1.0)
         off, on = concrete(self.stuck_off_rate), concrete(self.stuck_on_rate)
@@ -158,6 +173,11 @@ class DeviceModel(struct.PyTreeNode):
         """Standard deviation of one read of conductances ``g`` at time ``t`` after programming (S), before
         ``read_noise_scale``."""
         return jnp.zeros_like(g)
+
+    def read(self, g: jax.Array, g_prog: jax.Array, g_target: jax.Array, t, z: jax.Array) -> jax.Array:
+        """One read of conductances ``g`` at time ``t`` after programming (S), given the cells' programmed and
+        target conductances (S) and one standard normal ``z`` per cell; ``read_noise_scale`` applied."""
+        return g + self.read_sigma(g, g_target, t) * self.read_noise_scale * z
 
     # -------------------------------------------------------------------------------- helpers
 
