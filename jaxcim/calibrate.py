@@ -46,7 +46,8 @@ from jaxcim.devices.measured import POLY_FIELDS, ROOM_TEMPERATURE, MeasuredDevic
 
 COLUMNS = ("cell", "target", "level", "time", "temperature", "temperature_c", "conductance")
 """Column names a measurement table may have (``target`` or ``level``; ``temperature`` or ``temperature_c``)."""
-DEFAULT_DEGREES = {"prog_mean": 2, "prog_sigma": 2, "drift_nu": 1, "spread_growth": 1, "read_noise": 1}
+DEFAULT_DEGREES = {"prog_mean": 2, "prog_sigma": 2, "drift_nu": 1, "spread_growth": 1, "read_noise": 1,
+                   "read_noise_growth": 1}
 """Polynomial degrees fitted by default (lowered to the number of distinct targets - 1)."""
 TERMS = (*POLY_FIELDS, "activation_energy")
 """The terms `calibrate` can fit."""
@@ -253,18 +254,18 @@ def _validate(source, cols, lines, g_min, g_max, levels) -> Measurements:
 
 
 class Spec(NamedTuple):
-    """What is fitted (static): (polynomial field, number of coefficients) pairs, and the activation energy."""
+    """The shape of the parameter vector (static): (polynomial field, number of coefficients) for every field of
+    `POLY_FIELDS`, then log E_a. Which entries are fitted is a boolean mask beside it, so that fits of different
+    terms share one compilation."""
 
     polys: tuple[tuple[str, int], ...]
-    activation_energy: bool
 
     def names(self) -> list[str]:
-        out = [f"{name}[{k}]" for name, n in self.polys for k in range(n)]
-        return out + (["activation_energy"] if self.activation_energy else [])
+        return [f"{name}[{k}]" for name, n in self.polys for k in range(n)] + ["activation_energy"]
 
     @property
     def size(self) -> int:
-        return sum(n for _, n in self.polys) + int(self.activation_energy)
+        return sum(n for _, n in self.polys) + 1
 
 
 class Cells(NamedTuple):
@@ -297,30 +298,21 @@ def _cells(m: Measurements, g_max: float) -> tuple[Cells, np.ndarray]:
 
 
 def with_theta(base: MeasuredDevice, theta: jax.Array, spec: Spec) -> MeasuredDevice:
-    """``base`` with the fitted terms of ``spec`` set from the unconstrained vector ``theta`` (log E_a)."""
+    """``base`` with its polynomials and activation energy set from the unconstrained vector ``theta``
+    (coefficients as they are, then log E_a)."""
     changes: dict[str, Any] = {}
     i = 0
     for name, n in spec.polys:
         changes[name] = tuple(theta[i + k] for k in range(n))
         i += n
-    if spec.activation_energy:
-        changes["activation_energy"] = jnp.exp(theta[i])
-    return base.replace(**changes)
-
-
-def theta_of(device: MeasuredDevice, spec: Spec) -> np.ndarray:
-    """The unconstrained vector of ``device``'s fitted terms (inverse of `with_theta`)."""
-    out = [float(c) for name, _ in spec.polys for c in getattr(device, name)]
-    if spec.activation_energy:
-        out.append(math.log(float(device.activation_energy)))
-    return np.asarray(out)
+    return base.replace(activation_energy=jnp.exp(theta[i]), **changes)
 
 
 def neg_log_likelihood(theta: jax.Array, base: MeasuredDevice, cells: Cells, spec: Spec) -> jax.Array:
     """Negative log-likelihood of the reads (in units where g_max = 1: ``base.g_max`` must be 1)."""
     dev = with_theta(base, theta, spec)
-    mean, a, b, q = dev.moments(cells.x, cells.time, cells.temperature)
-    q2 = q * q + _VAR_FLOOR
+    mean, a, b, q2 = dev.moments(cells.x, cells.time, cells.temperature)
+    q2 = q2 + _VAR_FLOOR
     ll = jax.vmap(cell_log_likelihood)(cells.y - mean, a, b, q2, cells.mask)
     return -jnp.sum(ll)
 
@@ -372,7 +364,7 @@ def _minimize(theta0, scale, base, cells, spec: Spec, max_steps: int):
 
 def _newton(vgh: Callable, theta: np.ndarray, max_steps: int = 10):
     """Newton steps with step halving on ``vgh(theta) -> (f, grad, hessian)`` until the Newton decrement
-    grad^T H^-1 grad is below 1e-12: converges the L-BFGS result to the precision the Laplace approximation
+    grad^T H^-1 grad is below 1e-9: converges the L-BFGS result to the precision the Laplace approximation
     needs. Returns (theta, f, grad, hessian) at the last point."""
     f, grad, hess = vgh(theta)
     for _ in range(max_steps):
@@ -380,11 +372,11 @@ def _newton(vgh: Callable, theta: np.ndarray, max_steps: int = 10):
             step = np.linalg.solve(hess, grad)
         except np.linalg.LinAlgError:
             break
-        if not np.all(np.isfinite(step)) or grad @ step < 1e-12:
+        if not np.all(np.isfinite(step)) or grad @ step < 1e-9:
             break
         for _ in range(20):
             f_new, g_new, h_new = vgh(theta - step)
-            if np.isfinite(f_new) and f_new <= f:
+            if np.isfinite(f_new) and f_new <= f + 1e-12 * abs(f):
                 theta, f, grad, hess = theta - step, f_new, g_new, h_new
                 break
             step = step / 2
@@ -393,26 +385,36 @@ def _newton(vgh: Callable, theta: np.ndarray, max_steps: int = 10):
     return theta, f, grad, hess
 
 
-def _fit(theta0: np.ndarray, base: MeasuredDevice, cells: Cells, spec: Spec, max_steps: int):
-    """Maximum likelihood from ``theta0``: L-BFGS (optax) on a vector preconditioned by the Hessian's diagonal at
-    the start, then Newton steps. Returns (theta, negative log-likelihood, gradient, Hessian, L-BFGS steps)."""
+def _fit(theta0: np.ndarray, free: np.ndarray, base: MeasuredDevice, cells: Cells, spec: Spec, max_steps: int):
+    """Maximum likelihood over the ``free`` entries of the vector, from ``theta0``: L-BFGS (optax) on a vector
+    preconditioned by the Hessian's diagonal at the start, then Newton steps. Returns (theta (all entries),
+    negative log-likelihood, gradient and Hessian over the free entries, L-BFGS steps)."""
 
-    def vgh(theta):
-        out = _value_grad_hessian(jnp.asarray(theta), base, cells, spec=spec)
-        return tuple(np.asarray(v, dtype=np.float64) for v in out)
+    def vgh(theta_free):
+        theta = theta0.copy()
+        theta[free] = theta_free
+        f, g, h = (np.asarray(v, dtype=np.float64) for v in
+                   _value_grad_hessian(jnp.asarray(theta), base, cells, spec=spec))
+        return f, g[free], h[np.ix_(free, free)]
 
-    h0 = np.abs(np.diag(vgh(theta0)[2]))
-    scale = 1.0 / np.sqrt(np.where(h0 > 1e-12, h0, 1.0))  # unit curvature per coordinate at the start
+    h0 = np.abs(np.diag(vgh(theta0[free])[2]))
+    scale = np.zeros(theta0.size)
+    # unit curvature per free coordinate at the start; fixed entries do not move
+    scale[free] = 1.0 / np.sqrt(np.where(h0 > 1e-12, h0, 1.0))
     theta, steps = _minimize(jnp.asarray(theta0), jnp.asarray(scale), base, cells, spec=spec, max_steps=max_steps)
     theta = np.asarray(theta, dtype=np.float64)
     if not np.all(np.isfinite(theta)):
         theta = theta0
-    theta, f, grad, hess = _newton(vgh, theta)
+    theta_free, f, grad, hess = _newton(vgh, theta[free])
+    theta = theta0.copy()
+    theta[free] = theta_free
     return theta, float(f), grad, hess, int(steps)
 
 
-def _initial_theta(m: Measurements, g_max: float, spec: Spec, activation_energy: float) -> np.ndarray:
-    """A data-driven start: mean error and spread from the earliest reads, small retention and read noise."""
+def _initial_theta(m: Measurements, g_max: float, spec: Spec, free: np.ndarray,
+                   activation_energy: float) -> np.ndarray:
+    """A data-driven start: mean error and spread from the earliest reads, small retention and read noise; entries
+    not fitted are 0 (log ``activation_energy`` for the activation energy)."""
     x, y = m.target / g_max, m.conductance / g_max
     early = m.time <= np.min(m.time)
     xs = np.unique(x[early])
@@ -421,33 +423,43 @@ def _initial_theta(m: Measurements, g_max: float, spec: Spec, activation_energy:
     stds = np.asarray([np.std(resid[x[early] == v]) if np.sum(x[early] == v) > 1 else std0 for v in xs])
     u_max = float(np.log1p(np.max(m.time)))
     start = {
-        "prog_mean": lambda n: np.polynomial.polynomial.polyfit(x[early], resid, n - 1) if xs.size >= n
-        else np.r_[np.mean(resid), np.zeros(n - 1)],
-        "prog_sigma": lambda n: np.polynomial.polynomial.polyfit(xs, np.maximum(stds, 0.1 * std0), n - 1)
-        if xs.size >= n else np.r_[std0, np.zeros(n - 1)],
-        "drift_nu": lambda n: np.zeros(n),
-        "spread_growth": lambda n: np.r_[0.2 * std0 / max(u_max, 1.0), np.zeros(n - 1)],
-        "read_noise": lambda n: np.r_[0.3 * std0, np.zeros(n - 1)],
+        "prog_mean": lambda k: np.polynomial.polynomial.polyfit(x[early], resid, k - 1) if xs.size >= k
+        else np.r_[np.mean(resid), np.zeros(k - 1)],
+        "prog_sigma": lambda k: np.polynomial.polynomial.polyfit(xs, np.maximum(stds, 0.1 * std0), k - 1)
+        if xs.size >= k else np.r_[std0, np.zeros(k - 1)],
+        "drift_nu": lambda k: np.zeros(k),
+        "spread_growth": lambda k: np.r_[0.2 * std0 / max(u_max, 1.0), np.zeros(k - 1)],
+        "read_noise": lambda k: np.r_[0.3 * std0, np.zeros(k - 1)],
+        "read_noise_growth": lambda k: np.r_[0.1 * std0 / math.sqrt(max(u_max, 1.0)), np.zeros(k - 1)],
     }
-    out = [np.asarray(start[name](n), dtype=np.float64) for name, n in spec.polys]
-    if spec.activation_energy:
-        out.append(np.asarray([math.log(activation_energy)]))
-    return np.concatenate(out) if out else np.zeros(0)
-
-
-def _canonical_signs(theta: np.ndarray, spec: Spec, x_mid: float) -> np.ndarray:
-    """Spreads enter the likelihood squared: flip each spread polynomial so it is positive at ``x_mid``."""
-    theta = theta.copy()
+    theta = np.zeros(spec.size)
     i = 0
     for name, n in spec.polys:
-        if name in ("prog_sigma", "spread_growth", "read_noise") and poly(theta[i:i + n], x_mid) < 0:
-            theta[i:i + n] = -theta[i:i + n]
+        k = int(np.sum(free[i:i + n]))
+        if k:
+            theta[i:i + k] = start[name](k)
         i += n
+    theta[-1] = math.log(activation_energy)
     return theta
 
 
-def _spec_for(m: Measurements, degrees: Mapping[str, int] | None, fit: Iterable[str] | None) -> tuple[Spec, list]:
-    """What to fit: the requested terms, or those the data identify; notes say what was left out and why."""
+def _canonical_signs(theta: np.ndarray, spec: Spec, x_mid: float) -> np.ndarray:
+    """Spreads enter the likelihood squared: the sign (+1/-1) per entry that makes every spread polynomial
+    positive at ``x_mid``."""
+    sign = np.ones(theta.size)
+    i = 0
+    for name, n in spec.polys:
+        spread = name in ("prog_sigma", "spread_growth", "read_noise", "read_noise_growth")
+        if spread and poly(theta[i:i + n], x_mid) < 0:
+            sign[i:i + n] = -1.0
+        i += n
+    return sign
+
+
+def _spec_for(m: Measurements, degrees: Mapping[str, int] | None,
+              fit: Iterable[str] | None) -> tuple[Spec, np.ndarray, list[str]]:
+    """What to fit: the requested terms, or those the data identify; the vector's shape, the mask of its fitted
+    entries, and notes on what was left out and why."""
     notes = []
     deg = dict(DEFAULT_DEGREES)
     if degrees is not None:
@@ -462,26 +474,33 @@ def _spec_for(m: Measurements, degrees: Mapping[str, int] | None, fit: Iterable[
         if deg[k] > n_targets - 1:
             notes.append(f"{k}: degree lowered from {deg[k]} to {n_targets - 1} ({n_targets} distinct targets)")
             deg[k] = n_targets - 1
-    if fit is None:
-        terms = set(TERMS)
-        times = np.unique(m.time)
-        if times.size < 2:
-            terms -= {"drift_nu", "spread_growth"}
-            notes.append("drift_nu, spread_growth: not fitted (one time in the data)")
-        if not _repeated_reads(m):
-            terms.discard("read_noise")
-            notes.append("read_noise: not fitted (no cell read 3 times or twice at one time: read noise cannot be "
-                         "told from the programming and retention spreads); kept at 0")
-        if np.unique(m.temperature).size < 2 or not {"drift_nu", "spread_growth"} & terms:
-            terms.discard("activation_energy")
-            notes.append("activation_energy: not fitted (one temperature, or no time evolution, in the data)")
-    else:
-        terms = set(fit)
-        unknown = terms - set(TERMS)
-        if unknown:
-            raise ValueError(f"fit: unknown term {sorted(unknown)[0]!r}; terms are {', '.join(TERMS)}")
-    polys = tuple((k, deg[k] + 1) for k in POLY_FIELDS if k in terms)
-    return Spec(polys, "activation_energy" in terms), notes
+    terms = _auto_terms(m, notes) if fit is None else set(fit)
+    unknown = terms - set(TERMS)
+    if unknown:
+        raise ValueError(f"fit: unknown term {sorted(unknown)[0]!r}; terms are {', '.join(TERMS)}")
+    # at least 3 coefficients per polynomial: the default degrees and lower ones share one compilation
+    spec = Spec(tuple((k, max(3, deg[k] + 1)) for k in POLY_FIELDS))
+    free = np.concatenate([np.arange(n) < (deg[k] + 1 if k in terms else 0) for k, n in spec.polys]
+                          + [np.asarray(["activation_energy" in terms])])
+    return spec, free, notes
+
+
+def _auto_terms(m: Measurements, notes: list[str]) -> set[str]:
+    """The terms the data identify (notes get the others and why)."""
+    # read_noise_growth only when asked: its maximum likelihood often sits at 0 (the boundary), where the
+    # Laplace approximation does not apply
+    terms = set(TERMS) - {"read_noise_growth"}
+    if np.unique(m.time).size < 2:
+        terms -= {"drift_nu", "spread_growth"}
+        notes.append("drift_nu, spread_growth: not fitted (one time in the data)")
+    if not _repeated_reads(m):
+        terms.discard("read_noise")
+        notes.append("read_noise: not fitted (no cell read 3 times or twice at one time: read noise cannot be told "
+                     "from the programming and retention spreads); kept at 0")
+    if np.unique(m.temperature).size < 2 or not {"drift_nu", "spread_growth"} & terms:
+        terms.discard("activation_energy")
+        notes.append("activation_energy: not fitted (one temperature, or no time evolution, in the data)")
+    return terms
 
 
 def _repeated_reads(m: Measurements) -> bool:
@@ -568,9 +587,9 @@ def goodness_of_fit(device: MeasuredDevice, m: Measurements, *, quantiles: Seque
     """
     qs = np.asarray(quantiles, dtype=np.float64)
     with jax.enable_x64(True):
-        mean, a, b, q = (np.asarray(v, dtype=np.float64) for v in device.moments(
+        mean, a, b, q2 = (np.asarray(v, dtype=np.float64) for v in device.moments(
             jnp.asarray(m.target), jnp.asarray(m.time), jnp.asarray(m.temperature)))
-    std = np.sqrt(a * a + b * b + q * q + _VAR_FLOOR * float(device.g_max) ** 2)
+    std = np.sqrt(a * a + b * b + q2 + _VAR_FLOOR * float(device.g_max) ** 2)
     keys = np.stack([_target_groups(m.target, bins), m.time, m.temperature], axis=1)
     groups, inverse = np.unique(keys, axis=0, return_inverse=True)
     inverse = inverse.ravel()
@@ -642,7 +661,9 @@ class CalibrationResult:
       n_reads, n_cells: the data's size.
       notes: what was not fitted or was changed, and why.
       goodness: `GoodnessOfFit` of the fitted device on the data.
-      spec: what was fitted (for `with_theta`).
+      spec: the shape of the full parameter vector (`with_theta`).
+      full_theta: the full unconstrained vector at the estimate (fitted and fixed entries), (spec.size,).
+      free: which entries of ``full_theta`` were fitted, (spec.size,).
     """
 
     device: MeasuredDevice
@@ -659,12 +680,14 @@ class CalibrationResult:
     notes: tuple[str, ...]
     goodness: GoodnessOfFit
     spec: Spec
+    full_theta: np.ndarray
+    free: np.ndarray
 
     @property
     def stderr(self) -> np.ndarray:
         """Standard errors of ``estimate`` (delta method for the activation energy), (n_p,)."""
         se = np.sqrt(np.diag(self.covariance))
-        if self.spec.activation_energy:
+        if self.free[-1]:
             se = se.copy()
             se[-1] = self.estimate[-1] * se[-1]
         return se
@@ -679,7 +702,7 @@ class CalibrationResult:
         z = float(ndtri(0.5 + level / 2))
         se = np.sqrt(np.diag(self.covariance))
         lo, hi = self.theta - z * se, self.theta + z * se
-        if self.spec.activation_energy:
+        if self.free[-1]:
             lo[-1], hi[-1] = math.exp(lo[-1]), math.exp(hi[-1])
         return lo, hi
 
@@ -712,7 +735,8 @@ class CalibrationResult:
         with jax.enable_x64(True):
             chol = np.linalg.cholesky(self.covariance)
             z = np.asarray(jax.random.normal(key, (int(n), self.theta.size), jnp.float64))
-        thetas = self.theta[None] + z @ chol.T
+        thetas = np.repeat(self.full_theta[None], n, axis=0)
+        thetas[:, self.free] += z @ chol.T
         leaves = _device_values(self.device, thetas, self.spec)
         return self.device.replace(**{k: jnp.asarray(np.broadcast_to(v, (n,)) if np.ndim(v) == 0 else v)
                                       if not isinstance(v, tuple) else tuple(jnp.asarray(c) for c in v)
@@ -732,8 +756,7 @@ def _device_values(device: MeasuredDevice, thetas: np.ndarray, spec: Spec) -> di
     for name, k in spec.polys:
         out[name] = tuple(thetas[:, i + j].copy() for j in range(k))
         i += k
-    if spec.activation_energy:
-        out["activation_energy"] = np.exp(thetas[:, i])
+    out["activation_energy"] = np.exp(thetas[:, i])
     return out
 
 
@@ -814,34 +837,35 @@ def calibrate(
                         ("activation_energy", activation_energy, 0.0)):
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= lo:
             raise ValueError(f"{name} must be a finite number > {lo:g}, got {v!r}")
-    spec, notes = _spec_for(m, degrees, fit)
-    if spec.size == 0:
+    spec, free, notes = _spec_for(m, degrees, fit)
+    if not free.any():
         raise ValueError("nothing to fit: fit= names no term")
     n_levels = 0 if m.level is None else (int(m.level.max()) + 1 if levels is None else int(levels))
-    unit = MeasuredDevice(g_max=1.0, t0=t0, reference_temperature=reference_temperature,
-                          activation_energy=activation_energy)
-    theta0 = _initial_theta(m, g_max, spec, activation_energy)
+    unit = MeasuredDevice(g_max=1.0, t0=t0, reference_temperature=reference_temperature)
+    theta0 = _initial_theta(m, g_max, spec, free, activation_energy)
     with jax.enable_x64(True):
         cells, _ = _cells(m, g_max)
-        theta, nll, grad, hess, steps = _fit(theta0, unit, jax.tree.map(jnp.asarray, cells), spec, int(max_steps))
-    flipped = _canonical_signs(theta, spec, float(np.mean(m.target)) / g_max)
-    sign = np.where(flipped == theta, 1.0, np.where(flipped == -theta, -1.0, 1.0))
-    theta, grad, hess = flipped, sign * grad, hess * sign[:, None] * sign[None, :]
-    names = spec.names()
+        theta, nll, grad, hess, steps = _fit(theta0, free, unit, jax.tree.map(jnp.asarray, cells), spec,
+                                             int(max_steps))
+    sign = _canonical_signs(theta, spec, float(np.mean(m.target)) / g_max)
+    theta, s_free = sign * theta, sign[free]
+    grad, hess = s_free * grad, hess * s_free[:, None] * s_free[None, :]
+    names = [n for n, f in zip(spec.names(), free, strict=True) if f]
     cov, converged, more = _uncertainty(hess, grad, names)
-    values = {k: (v[0] if not isinstance(v, tuple) else tuple(float(c[0]) for c in v))
-              for k, v in _device_values(unit, theta[None], spec).items() if k in (*POLY_FIELDS, "activation_energy")}
+    values = _device_values(unit, theta[None], spec)
     device = MeasuredDevice(g_min=g_min, g_max=g_max, levels=n_levels, t0=t0,
                             reference_temperature=reference_temperature,
-                            **{k: (float(v) if not isinstance(v, tuple) else v) for k, v in values.items()})
-    estimate = theta.copy()
-    if spec.activation_energy:
-        estimate[-1] = math.exp(theta[-1])
+                            activation_energy=float(values["activation_energy"][0]),
+                            **{k: tuple(float(c[0]) for c in values[k]) for k in POLY_FIELDS})
+    estimate = theta[free].copy()
+    if free[-1]:
+        estimate[-1] = math.exp(estimate[-1])
     return CalibrationResult(
-        device=device, names=tuple(names), estimate=estimate, theta=theta, covariance=cov,
+        device=device, names=tuple(names), estimate=estimate, theta=theta[free], covariance=cov,
         log_likelihood=float(-nll - m.n * math.log(g_max)), gradient_max=float(np.max(np.abs(grad))),
         converged=converged, steps=int(steps), n_reads=m.n, n_cells=int(m.cell_labels.size),
-        notes=tuple(notes + more), goodness=goodness_of_fit(device, m, bins=bins), spec=spec)
+        notes=tuple(notes + more), goodness=goodness_of_fit(device, m, bins=bins), spec=spec, full_theta=theta,
+        free=free)
 
 
 def _per_model(models: MeasuredDevice, temperature: float | None):

@@ -14,22 +14,24 @@ simulator samples with. With x = G_target / g_max and every polynomial in x (asc
   G ~ (1 + t / t0)^-nu (Ielmini 2007, Joshi 2020) and a spread growing linearly in log time with a per-cell
   draw z2 made at programming (the statistical relaxation of analog ReRAM levels, Zhao 2017, Wan 2022; the
   first-order effect of a per-cell drift exponent in PCM, Joshi 2020);
-- read: each read adds g_max |r(x)| D eps, independent between reads (short-term read noise, Wan 2022).
+- read: each read adds g_max D sqrt(r(x)^2 + w(x)^2 u) eps, independent between reads: short-term read noise
+  (Wan 2022) whose variance may grow linearly in log time, as the 1/f read noise of PCM does (Joshi 2020:
+  sigma^2 ~ ln(t / 2 t_read)).
 
 z1, z2 and eps are independent standard normals. A cell read at times t_1..t_m therefore has mean
 mu_i = D_i (G_target + g_max m(x)) and covariance a a^T + b b^T + diag(q^2) with a_i = g_max s(x) D_i,
-b_i = g_max c(x) u_i D_i, q_i = g_max r(x) D_i: a linear Gaussian random-effects model (Laird & Ware 1982) whose
-likelihood `cell_log_likelihood` evaluates with the Woodbury identity. The one departure from it in simulation:
-the programming step of `jaxcim.programming` floors a write at 0 S, which matters only for targets within a few
-spreads of 0.
+b_i = g_max c(x) u_i D_i, q_i^2 = g_max^2 D_i^2 (r(x)^2 + w(x)^2 u_i): a linear Gaussian random-effects model
+(Laird & Ware 1982) whose likelihood `cell_log_likelihood` evaluates with the Woodbury identity. The one departure
+from it in simulation: the programming step of `jaxcim.programming` floors a write at 0 S, which matters only for
+targets within a few spreads of 0.
 
 The temperature a cell spends its time at is the leaf ``temperature`` (K); the model reads ``t`` seconds at that
 temperature as ``t_eff`` seconds at ``reference_temperature``, so ``device.replace(temperature=358.15)`` asks for
 retention at 85 C. Every parameter is a leaf: a stacked model (leading axis n on every leaf, from
 `jaxcim.calibrate.CalibrationResult.sample_models`) is vmappable.
 
-Defaults are a noiseless, drift-free cell (all polynomials 0, no acceleration): the model is meant to be filled
-by `jaxcim.calibrate`.
+Defaults are an exactly programmed, drift-free cell read with 1 % relative read noise (r(x) = 0.01 x, the
+short-term read noise of Wan 2022), no acceleration: the model is meant to be filled by `jaxcim.calibrate`.
 
 References:
   S. R. Nandakumar et al., "Phase-change memory models for deep learning training and inference", ICECS 2019
@@ -64,7 +66,7 @@ K_B_EV = 8.617333262e-5
 """Boltzmann constant, eV / K (CODATA 2018, exact in the 2019 SI)."""
 ROOM_TEMPERATURE = 298.15
 """25 C in kelvin: the default temperature and reference temperature (K)."""
-POLY_FIELDS = ("prog_mean", "prog_sigma", "drift_nu", "spread_growth", "read_noise")
+POLY_FIELDS = ("prog_mean", "prog_sigma", "drift_nu", "spread_growth", "read_noise", "read_noise_growth")
 """The polynomial fields of `MeasuredDevice`, in the order `jaxcim.calibrate` stacks them."""
 
 
@@ -91,6 +93,7 @@ class MeasuredDevice(DeviceModel):
       drift_nu: power-law drift exponent nu(x) of the mean, per unit of ln(1 + t_eff / t0).
       spread_growth: spread growth c(x), sigma / g_max per unit of ln(1 + t_eff / t0).
       read_noise: read noise r(x), sigma / g_max of one read at t = 0 (scales with the drift factor D).
+      read_noise_growth: growth w(x) of the read-noise variance: w^2 (in units of g_max^2) per unit of u.
       t0: time scale of the log-time axis, s (> 0).
       activation_energy: Arrhenius activation energy of the time evolution, eV (>= 0; 0: no acceleration).
       reference_temperature: temperature the time evolution is given at, K.
@@ -101,7 +104,8 @@ class MeasuredDevice(DeviceModel):
     prog_sigma: Any = (0.0,)
     drift_nu: Any = (0.0,)
     spread_growth: Any = (0.0,)
-    read_noise: Any = (0.0,)
+    read_noise: Any = (0.0, 0.01)
+    read_noise_growth: Any = (0.0,)
     t0: Any = 1.0
     activation_energy: Any = 0.0
     reference_temperature: Any = ROOM_TEMPERATURE
@@ -130,10 +134,11 @@ class MeasuredDevice(DeviceModel):
         return jnp.log1p(t * self.acceleration(temperature) / self.t0) * self.drift_scale
 
     def moments(self, g_target, t, temperature=None):
-        """Per-read pieces of the Gaussian law of a cell: (mean, a, b, q), each in S, shaped like ``g_target``.
+        """Per-read pieces of the Gaussian law of a cell: (mean, a, b, q2), shaped like ``g_target``.
 
-        A read has mean ``mean`` and variance a^2 + b^2 + q^2; reads of one cell at several times share the
-        programming draw (a) and the retention draw (b) and have independent read noise (q). The noise scales
+        A read has mean ``mean`` (S) and variance a^2 + b^2 + q2 (a, b in S, q2 in S^2); reads of one cell at
+        several times share the programming draw (a) and the retention draw (b) and have independent read noise
+        (q2). The noise scales
         of the config (``prog_noise_scale``, ``read_noise_scale``) are applied.
         """
         x = g_target / self.g_max
@@ -142,8 +147,9 @@ class MeasuredDevice(DeviceModel):
         mean = d * (g_target + self.g_max * poly(self.prog_mean, x))
         a = d * self.g_max * poly(self.prog_sigma, x) * self.prog_noise_scale
         b = d * self.g_max * poly(self.spread_growth, x) * u
-        q = d * self.g_max * poly(self.read_noise, x) * self.read_noise_scale
-        return mean, a, b, q
+        r, w = poly(self.read_noise, x), poly(self.read_noise_growth, x)
+        q2 = (d * self.g_max * self.read_noise_scale) ** 2 * (r * r + w * w * u)
+        return mean, a, b, q2
 
     # ---------------------------------------------------------------------------- the protocol
 
@@ -165,8 +171,11 @@ class MeasuredDevice(DeviceModel):
 
     def read_sigma(self, g, g_target, t):
         x = g_target / self.g_max
-        d = jnp.exp(-poly(self.drift_nu, x) * self.log_time(t))
-        return jnp.abs(poly(self.read_noise, x)) * self.g_max * d + 0.0 * g
+        u = self.log_time(t)
+        r, w = poly(self.read_noise, x), poly(self.read_noise_growth, x)
+        v = r * r + w * w * u
+        root = jnp.where(v > 0, jnp.sqrt(jnp.where(v > 0, v, 1.0)), 0.0)  # finite gradient at 0
+        return root * self.g_max * jnp.exp(-poly(self.drift_nu, x) * u) + 0.0 * g
 
 
 def cell_log_likelihood(resid, a, b, q2, mask):
