@@ -53,6 +53,9 @@ TERMS = (*POLY_FIELDS, "activation_energy")
 """The terms `calibrate` can fit."""
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 """Quantiles compared in the goodness of fit."""
+EXAMPLE_TABLE = Path(__file__).parent / "data" / "reram_retention.csv"
+"""A SYNTHETIC retention-bake table of 8-level ReRAM cells at 25-150 C over a week (generated, not measured: see
+``jaxcim/data/make_reram_retention.py``), shipped to try `calibrate` on."""
 _VAR_FLOOR = 1e-12
 """Variance added to each read, in units of g_max^2 (a 1e-6 g_max floor keeps the covariance invertible)."""
 
@@ -113,7 +116,7 @@ def _check_column_range(source, name, values, lines, ok: Callable[[np.ndarray], 
     if bad.size:
         i = int(bad[0])
         raise ValueError(f"{_where(source, i + 1, lines[i] if lines else None)}, column {name!r}: "
-                         f"{values[i]!r} {what}")
+                         f"{float(values[i])!r} {what}")
 
 
 def _read_csv(path: Path) -> tuple[dict[str, list[str]], list[int]]:
@@ -244,8 +247,9 @@ def _validate(source, cols, lines, g_min, g_max, levels) -> Measurements:
             first[c] = i
         elif target[i] != target[first[c]]:
             raise ValueError(f"{_where(source, i + 1, lines[i] if lines else None)}, column "
-                             f"{'level' if level is not None else 'target'!r}: cell {cell_labels[c]!r} has "
-                             f"target {target[i]!r} here and {target[first[c]]!r} in row {first[c] + 1}")
+                             f"{'level' if level is not None else 'target'!r}: cell {str(cell_labels[c])!r} has "
+                             f"target {float(target[i])!r} S here and {float(target[first[c]])!r} S in row "
+                             f"{first[c] + 1}")
     return Measurements(cell=cell, target=target, time=time, temperature=temp, conductance=g,
                         cell_labels=cell_labels, level=level)
 
