@@ -765,8 +765,10 @@ def _device_values(device: MeasuredDevice, thetas: np.ndarray, spec: Spec) -> di
 
 
 def model_at(models: MeasuredDevice, i: int) -> MeasuredDevice:
-    """Model ``i`` of a stacked device (from `CalibrationResult.sample_models`)."""
-    return jax.tree.map(lambda a: a[i], models)
+    """Model ``i`` of a stacked device (from `CalibrationResult.sample_models`), its leaves Python floats (a
+    config of `jaxcim.nn` layers holds plain numbers). Inside jit or vmap index the leaves instead:
+    ``jax.tree.map(lambda a: a[i], models)``."""
+    return jax.tree.map(lambda a: float(a[i]), models)
 
 
 def n_models(models: Any) -> int:
