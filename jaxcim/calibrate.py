@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -664,7 +665,8 @@ class CalibrationResult:
       steps: L-BFGS iterations.
       n_reads, n_cells: the data's size.
       notes: what was not fitted or was changed, and why.
-      goodness: `GoodnessOfFit` of the fitted device on the data.
+      measurements: the data (`Measurements`).
+      bins: most target groups of the goodness of fit.
       spec: the shape of the full parameter vector (`with_theta`).
       full_theta: the full unconstrained vector at the estimate (fitted and fixed entries), (spec.size,).
       free: which entries of ``full_theta`` were fitted, (spec.size,).
@@ -682,10 +684,16 @@ class CalibrationResult:
     n_reads: int
     n_cells: int
     notes: tuple[str, ...]
-    goodness: GoodnessOfFit
+    measurements: Measurements
+    bins: int
     spec: Spec
     full_theta: np.ndarray
     free: np.ndarray
+
+    @functools.cached_property
+    def goodness(self) -> GoodnessOfFit:
+        """`GoodnessOfFit` of the fitted device on the data (computed when first asked for)."""
+        return goodness_of_fit(self.device, self.measurements, bins=self.bins)
 
     @property
     def stderr(self) -> np.ndarray:
@@ -870,7 +878,7 @@ def calibrate(
         device=device, names=tuple(names), estimate=estimate, theta=theta[free], covariance=cov,
         log_likelihood=float(-nll - m.n * math.log(g_max)), gradient_max=float(np.max(np.abs(grad))),
         converged=converged, steps=int(steps), n_reads=m.n, n_cells=int(m.cell_labels.size),
-        notes=tuple(notes + more), goodness=goodness_of_fit(device, m, bins=bins), spec=spec, full_theta=theta,
+        notes=tuple(notes + more), measurements=m, bins=int(bins), spec=spec, full_theta=theta,
         free=free)
 
 

@@ -118,12 +118,14 @@ REFERENCES = {
 @pytest.mark.parametrize("name", list(REFERENCES))
 def test_general_model_reproduces_pcm_and_neurram_quantiles(name):
     """Fitted to 256 cells drawn from the PCM (Joshi 2020) or NeuRRAM (Wan 2022) model, the general model
-    reproduces that model's 5-95 % quantiles at every level and time within 0.75 of its standard deviation.
+    reproduces that model's 5-95 % quantiles at every level and time within 0.8 of its standard deviation (median
+    over levels, times and quantiles within 0.3).
 
     Why that tolerance: the general model is Gaussian with spreads growing linearly in ln(1 + t / t0); PCM's
     per-cell drift exponent makes its distribution log-normal (skewed by up to ~0.3 sd at 1 month) and its read
     noise grow as sqrt(ln t), NeuRRAM's spread is interpolated piecewise in log10 t; and 64 cells per level leave
-    a sampling error of ~0.15 sd on each fitted quantile. Measured: 0.45 (PCM), 0.47-0.62 (NeuRRAM) sd.
+    a sampling error of ~0.15 sd on each fitted quantile. Measured: largest 0.47 (PCM), 0.68 (NeuRRAM) sd, median
+    0.07, 0.18 sd (5000 reference cells per level).
     """
     dev, xs, times, t0 = REFERENCES[name]
     n_fit, n_ref = 64, 5000  # cells per level: fitted, and the model's own reference quantiles
@@ -138,7 +140,7 @@ def test_general_model_reproduces_pcm_and_neurram_quantiles(name):
     sd = np.asarray([np.std(ref.conductance[(ref.target == g) & (ref.time == t)])
                      for g, t in zip(gof.target, gof.time, strict=True)])
     err = np.abs(gof.measured - gof.model) / sd[:, None]
-    assert err.max() < 0.75, np.round(err, 2)
+    assert err.max() < 0.8, np.round(err, 2)
     assert np.median(err) < 0.3, np.round(err, 2)
 
 
