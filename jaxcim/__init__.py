@@ -11,6 +11,7 @@ in-memory computing.
 """
 
 from jaxcim import circuit, converters, devices, energy, mapping, nn, presets, programming
+from jaxcim.calibrate import calibrate
 from jaxcim.config import (
     ADCConfig,
     CircuitConfig,
@@ -41,6 +42,7 @@ __all__ = [
     "OptimizeResult",
     "ProgramInfo",
     "ProgrammingConfig",
+    "calibrate",
     "circuit",
     "conductances_at",
     "converters",

@@ -1,0 +1,1 @@
+"""Data sets shipped with jaxcim (see each file's header; generated ones say so)."""
