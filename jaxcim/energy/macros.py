@@ -15,9 +15,6 @@ up for this validation:
 - Ambrogio et al., Nature 620, 768 (2023) (14 nm PCM inference chip, IBM).
 """
 
-HELD_OUT = ("Yoon ISSCC 2021", "Khwa ISSCC 2022", "Ambrogio Nature 2023")
-"""Macros held out of the hardware-parameter choice (named before their numbers were looked up)."""
-
 from __future__ import annotations
 
 import dataclasses
@@ -31,6 +28,10 @@ from jaxcim.config import (
 )
 from jaxcim.energy.hardware import HardwareConfig, Workload, hardware_preset
 from jaxcim.energy.model import ENERGY_ITEMS, estimate
+
+
+HELD_OUT = ("Yoon ISSCC 2021", "Khwa ISSCC 2022", "Ambrogio Nature 2023")
+"""Macros held out of the hardware-parameter choice (named before their numbers were looked up)."""
 
 
 @dataclasses.dataclass(frozen=True)
