@@ -126,7 +126,8 @@ def _convert(cfg: CrossbarConfig, state: CrossbarState, i_main, i_ref, key=None)
     if cfg.adc.circuit is not None:
         conv = partial(adc_circuit.convert_current, cfg.adc.circuit, state.adc_circuit, cfg.adc.bits, unipolar=unipolar)
         main = conv(i_main * (1.0 + state.adc_gain), fs, key=key, offset_lsb=state.adc_offset)
-        return main if i_ref is None else main - conv(i_ref, fs, key=None if key is None else jax.random.fold_in(key, 1))
+        k_ref = None if key is None else jax.random.fold_in(key, 1)
+        return main if i_ref is None else main - conv(i_ref, fs, key=k_ref)
     main = adc(cfg.adc, i_main, fs, state.adc_offset, state.adc_gain, unipolar=unipolar)
     if i_ref is None:
         return main

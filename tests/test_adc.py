@@ -30,7 +30,8 @@ def test_flash_dnl_statistics_match_offsets():
     inl, dnl = A.inl_dnl(c.thresholds(p, LEVELS))
     n = inl.size
     assert float(jnp.std(inl)) == pytest.approx(0.2, abs=4 * 0.2 / math.sqrt(2 * n))
-    assert float(jnp.std(dnl)) == pytest.approx(0.2 * math.sqrt(2), abs=4 * 0.2 * math.sqrt(2) / math.sqrt(2 * dnl.size))
+    sd = 0.2 * math.sqrt(2)
+    assert float(jnp.std(dnl)) == pytest.approx(sd, abs=4 * sd / math.sqrt(2 * dnl.size))
 
 
 def test_sar_midscale_dnl_from_capacitor_mismatch():
