@@ -11,10 +11,11 @@ from jaxcim.energy.hardware import (
     hardware_preset,
     hardware_presets,
     horowitz_add_bit_energy,
+    node_hardware,
 )
 from jaxcim.energy.model import ENERGY_ITEMS, EnergyReport, counts, estimate
 
 __all__ = [
     "ADC_MODELS", "ENERGY_ITEMS", "INPUT_ENCODINGS", "EnergyReport", "HardwareConfig", "Workload", "adc_energy",
-    "counts", "estimate", "hardware_preset", "hardware_presets", "horowitz_add_bit_energy", "macros", "pareto",
+    "counts", "estimate", "hardware_preset", "hardware_presets", "horowitz_add_bit_energy", "macros", "node_hardware", "pareto",
 ]
