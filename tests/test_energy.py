@@ -124,18 +124,44 @@ def test_network_sums_layers():
 # ----------------------------------------------------------------------------------------- published macros
 
 
-@pytest.mark.parametrize("row", macros.validate(), ids=lambda r: r["name"])
-def test_published_macros_within_explained_band(row):
-    lo, hi = row["band"]
-    assert lo <= row["ratio"] <= hi, f"{row['name']}: jaxcim {row['jaxcim']:.3g} vs published {row['published']}"
-    if (lo, hi) != (0.5, 2.0):
-        assert len(row["note"]) > 100, "a band wider than 2x needs its explanation"
-        assert hi / lo <= 50
+_ROWS = macros.validate()
+_OUT_OF_BAND_HELD_OUT = {"Yoon ISSCC 2021", "Khwa ISSCC 2022"}  # measured below the band: see benchmarks/README.md
 
 
-def test_neurosim_gap_is_the_array_term():
-    row = next(r for r in macros.validate() if r["name"].startswith("NeuroSim"))
-    assert 0.5 <= row["ratio_no_array"] <= 2.05
+@pytest.mark.parametrize("row", [r for r in _ROWS if r["status"] != "held-out"], ids=lambda r: r["name"])
+def test_fitted_macros_within_one_band(row):
+    # one band for all (0.5x-2x of the published TOPS/W), one hardware parameter set per node
+    assert row["band"] == (0.5, 2.0)
+    assert row["within"], f"{row['name']}: jaxcim {row['jaxcim']:.3g}, {row['ratio']:.2f}x of {row['published']}"
+
+
+@pytest.mark.parametrize("row", [pytest.param(r, marks=pytest.mark.xfail(
+    r["name"] in _OUT_OF_BAND_HELD_OUT, strict=True, reason="held-out macro outside 0.5-2x (reported)"))
+    for r in _ROWS if r["status"] == "held-out"], ids=lambda r: r["name"])
+def test_held_out_macros_within_one_band(row):
+    assert row["within"], f"{row['name']}: jaxcim {row['jaxcim']:.3g} ({row['ratio']:.2f}x of the published figure)"
+
+
+def test_held_out_are_the_named_ones_and_a_third():
+    held = {r["name"] for r in _ROWS if r["status"] == "held-out"}
+    assert held == set(macros.HELD_OUT)
+    sources = {r["source"].split(",")[0] for r in _ROWS if r["status"] != "not verified"}
+    assert len(held) >= len(sources) / 3
+    assert len({r["name"] for r in macros.validate(include_unverified=True)}) >= 8
+
+
+def test_neurosim_difference_is_the_cell_joule_term():
+    row = next(r for r in _ROWS if r["name"].startswith("NeuroSim"))
+    # in NeuroSim's convention (bit-line/word-line charging, no cell V^2 G t) within the band ...
+    assert 0.5 <= row["ratio_no_cell_joule"] <= 2.0
+    # ... and the whole remaining gap is the cell Joule term, which NeuroSim leaves out
+    assert row["ratio_with_cell_joule"] < 0.1 and row["shares"]["array"] > 0.9
+
+
+def test_hermes_phases_scale_as_published():
+    # four-phase reads cost 4x the one-phase energy: 9.76 / 2.48 = 3.94 TOPS/W (Le Gallo et al. 2023)
+    one, four = (next(r for r in _ROWS if r["name"].startswith("IBM HERMES, 8b " + p)) for p in ("one", "four"))
+    assert one["jaxcim"] / four["jaxcim"] == pytest.approx(9.76 / 2.48, rel=0.05)
 
 
 # ----------------------------------------------------------------------------------------- JAX transforms
@@ -181,7 +207,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="workload.input_density"):
         Workload(input_density=1.5)
     with pytest.raises(ValueError, match="hardware.adc_model"):
-        HardwareConfig(adc_model="flash")
+        HardwareConfig(adc_model="pipeline")
     with pytest.raises(ValueError, match="hardware.t_read"):
         HardwareConfig(t_read=-1.0)
     with pytest.raises(ValueError, match="input_bits_per_cycle"):

@@ -17,5 +17,6 @@ from jaxcim.energy.model import ENERGY_ITEMS, EnergyReport, counts, estimate
 
 __all__ = [
     "ADC_MODELS", "ENERGY_ITEMS", "INPUT_ENCODINGS", "EnergyReport", "HardwareConfig", "Workload", "adc_energy",
-    "counts", "estimate", "hardware_preset", "hardware_presets", "horowitz_add_bit_energy", "macros", "node_hardware", "pareto",
+    "counts", "estimate", "hardware_preset", "hardware_presets", "horowitz_add_bit_energy", "macros", "node_hardware",
+    "pareto",
 ]

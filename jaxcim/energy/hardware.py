@@ -211,6 +211,13 @@ integration capacitor of ~90 fF swung over the supply (C V_dd**2). Chosen (one n
 C ~ F and V_dd**2) so that the fitted macros of `jaxcim.energy.macros` fall inside 0.5-2x; the held-out macros
 played no part."""
 
+SAR_C_UNIT_22NM = 1e-15
+"""Unit capacitor of the SAR ADC's binary-weighted DAC at 22 nm, F (scaled with F at other nodes). The DAC then
+draws 1.33 * 2**bits * C_u * V_dd**2 per conversion (conventional switching, Liu et al., IEEE JSSC 45, 731 (2010)),
+as `jaxcim.circuit.adc.SARADC`: 0.85 fJ per unit at 0.8 V, 218 fJ for 8 bits. NeuroSim's 4-5 bit SAR energies,
+which the `HardwareConfig` defaults reproduce, do not constrain the 2**bits term (their 0.06 fJ per unit would make an
+8-bit SAR cost 80 fJ, a Walden FoM of 0.3 fJ/step, the survey's best)."""
+
 P_CCO_14NM = 0.35e-3
 """Power of one current-controlled-oscillator column ADC of IBM HERMES while it integrates, W (14 nm). Not
 published separately: chosen so that the 1-phase 8-bit MVM of Le Gallo et al. (Nat. Electron. 2023) falls inside
@@ -228,7 +235,8 @@ def node_hardware(node: float, **overrides: Any) -> HardwareConfig:
 
     Switched capacitances scale with the feature size F (wire length per cell, gate widths), energies as
     C V_dd**2 with the node's core supply (`supply`); areas as F**2 (`_scaled`). At 22 nm and 0.8 V the
-    values are `HardwareConfig`'s defaults (NeuroSim-derived) plus the readout front end `E_SENSE_22NM`.
+    values are `HardwareConfig`'s defaults (NeuroSim-derived) except the SAR DAC unit (`SAR_C_UNIT_22NM`) and the
+    readout front end (`E_SENSE_22NM`).
 
     Args:
       node: feature size, m. overrides: fields set after scaling (per-macro configuration such as
@@ -238,7 +246,8 @@ def node_hardware(node: float, **overrides: Any) -> HardwareConfig:
     v = supply(node)
     k = s * (v / 0.8) ** 2
     fields = _scaled(node, v_wordline=v, c_row_per_cell=0.1e-15 * s, c_col_per_cell=0.2e-15 / 1e-6 * 4 * node,
-                     sar_e_bit=8e-15 * k, sar_e_cap=0.0625e-15 * k, adc_fom=10e-15 * k, e_sense=E_SENSE_22NM * k,
+                     sar_e_bit=8e-15 * k, sar_e_cap=1.33 * SAR_C_UNIT_22NM * s * v**2, adc_fom=10e-15 * k,
+                     e_sense=E_SENSE_22NM * k,
                      adc_power=P_CCO_14NM * (node / 14e-9) * (v / 0.8) ** 2,
                      e_add_bit=horowitz_add_bit_energy(node) * (v / 0.9) ** 2)
     fields.update(overrides)

@@ -171,7 +171,8 @@ def counts(cfg: CrossbarConfig, hw: HardwareConfig, workload: Workload) -> dict[
     conversions = cycles * groups * tr * tc * s_conv * m.cols
     adcs = s_conv * tr * tc * math.ceil(m.cols / hw.adc_share)
     acc_bits = cfg.adc.bits + max(mag - b, 0) + m.weight_bits + math.ceil(math.log2(tr * groups))
-    return dict(row_tiles=tr, col_tiles=tc, slices=m.slices, cycles=cycles, phases=hw.read_phases, bits_per_cycle=b, rows_per_read=k,
+    return dict(row_tiles=tr, col_tiles=tc, slices=m.slices, cycles=cycles, phases=hw.read_phases,
+                bits_per_cycle=b, rows_per_read=k,
                 groups=groups, reads=cycles * groups, phys_cols=2 * m.cols if diff else m.cols,
                 conv_per_array=m.cols, conversions=conversions, adcs=adcs, acc_bits=max(acc_bits, 1))
 
