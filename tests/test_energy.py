@@ -272,3 +272,63 @@ def test_cli_handlers(tmp_path, capsys):
     cli_energy.add_energy_arguments(p)
     assert cli_energy.energy_command(p.parse_args([str(bad)])) == 2
     assert "workload.in_features" in capsys.readouterr().err
+
+
+def test_energy_cli_accepts_embedded_studies(capsys):
+    p = argparse.ArgumentParser()
+    cli_energy.add_energy_arguments(p)
+    for name in ("energy", "mvm", "classifier", "pareto"):  # every shipped study has an energy account
+        assert cli_energy.energy_command(p.parse_args([name])) == 0, capsys.readouterr().err
+        assert "TOPS/W" in capsys.readouterr().out
+    assert cli_energy.energy_command(p.parse_args([])) == 0  # default: the embedded energy study
+    assert "22 nm" in capsys.readouterr().out
+    assert cli_energy.energy_command(p.parse_args(["no-such-study"])) == 2
+    assert "embedded studies" in capsys.readouterr().err
+
+
+NET_STUDY = """
+seed = 0
+[crossbar]
+preset = "reram-neurram"
+[hardware]
+node_nm = 22
+[model]
+features = [64, 8, 10]
+[train]
+epochs = 4
+[pareto]
+instances = 3
+times = [1.0, 31557600.0]
+array = [64]
+"adc.bits" = [3, 8]
+"hw.input_encoding" = ["amplitude", "pwm"]
+"""
+
+
+def test_pareto_network_cli_tiny_grid(tmp_path, capsys):
+    path = tmp_path / "net.toml"
+    path.write_text(NET_STUDY)
+    p = argparse.ArgumentParser()
+    cli_energy.add_pareto_arguments(p)
+    out_json = tmp_path / "p.json"
+    assert cli_energy.pareto_command(p.parse_args([str(path), "--json", str(out_json)])) == 0, \
+        capsys.readouterr().err
+    text = capsys.readouterr().out
+    assert "digital accuracy" in text and ("best at >= 200" in text or "no configuration reaches" in text)
+    import json
+
+    res = json.loads(out_json.read_text())
+    assert len(res) == 4 and all(len(r["loss"]) == 2 and len(r["ci95"]) == 2 for r in res)
+    by = {(r["adc.bits"], r["hw.input_encoding"]): r for r in res}
+    # the input encoding changes energy only: both encodings share one accuracy evaluation (same chips)
+    assert by[3, "amplitude"]["accuracy"] == by[3, "pwm"]["accuracy"]
+    assert by[8, "pwm"]["tops_per_w"] != by[8, "amplitude"]["tops_per_w"]
+    # a 3-bit readout costs accuracy and saves energy against 8 bits (same chips, same times)
+    assert by[3, "amplitude"]["loss"][0] > by[8, "amplitude"]["loss"][0]
+    assert by[3, "amplitude"]["tops_per_w"] > by[8, "amplitude"]["tops_per_w"]
+    # loss = digital accuracy - mean accuracy over chips, in points
+    r = by[8, "amplitude"]
+    assert r["loss"][0] == pytest.approx(r["digital_accuracy"] - r["accuracy"][0], abs=1e-9)
+    assert pareto.label(r, ["array", "adc.bits", "hw.input_encoding"]) == "64x64 8b amp"
+    assert pareto.best_at_target(res, target=1e9) is None
+    assert pareto.best_at_target(res, target=0.0)["loss"][-1] == min(x["loss"][-1] for x in res)
