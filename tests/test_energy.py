@@ -332,3 +332,17 @@ def test_pareto_network_cli_tiny_grid(tmp_path, capsys):
     assert pareto.label(r, ["array", "adc.bits", "hw.input_encoding"]) == "64x64 8b amp"
     assert pareto.best_at_target(res, target=1e9) is None
     assert pareto.best_at_target(res, target=0.0)["loss"][-1] == min(x["loss"][-1] for x in res)
+
+
+def test_efficiency_gradients_are_analytic_elasticities():
+    cfg = jc.presets.get("reram-neurram")
+    hw = jc.energy.node_hardware(22e-9)
+    wl = Workload(256, 256)
+    g = pareto.efficiency_gradients(cfg, hw, wl)
+    r = estimate(cfg, wl, hw)
+    share = lambda *items: sum(float(getattr(r, k)) for k in items) / float(r.total)  # noqa: E731
+    # cell Joule and bit-line energies ~ V_read**2; the cells' also ~ G and ~ t_read
+    assert g["dac.v_read"] == pytest.approx(-2 * share("array", "lines"), rel=1e-3)
+    # g_max moves the cell conductances (g_min fixed): d log E_array / d log g_max = g_max / (g_max - g_min) share
+    assert -share("array") * 1.1 < g["device.g_max"] < 0
+    assert g["hw.t_read"] == pytest.approx(-share("array"), rel=1e-3)

@@ -275,3 +275,34 @@ def plot_network(results: Sequence[Mapping[str, Any]], names: Sequence[str], tim
     ax.tick_params(labelsize=9)
     ax.legend(fontsize=8, loc="upper left")
     return ax
+
+
+def efficiency_gradients(cfg: CrossbarConfig, hw: HardwareConfig, workloads: Workload | Sequence[Workload],
+                         names: Sequence[str] = ("dac.v_read", "device.g_max", "hw.t_read")) -> dict[str, float]:
+    """Elasticities d log(TOPS/W) / d log(knob) of the continuous knobs, by ``jax.grad`` through `estimate`.
+
+    A value of -0.8 for ``"dac.v_read"`` says: 10 % less read voltage buys ~8 % more TOPS/W. The search uses them
+    to move along the continuous knobs (read voltage, conductance range, pulse width) around a discrete grid
+    point; their accuracy cost comes from the chip Monte Carlo (`network_sweep`).
+
+    Args:
+      cfg, hw: the configuration. workloads: the layers of one inference. names: config paths or ``"hw."``
+        fields with float values.
+    """
+    wls = list(workloads) if isinstance(workloads, list | tuple) else [workloads]
+
+    def log_tpw(log_values):
+        changes = {n: jnp.exp(v) for n, v in zip(names, log_values, strict=True)}
+        c = cfg.replace(**{n: v for n, v in changes.items() if not n.startswith("hw.")})
+        h = hw.replace(**{n[3:]: v for n, v in changes.items() if n.startswith("hw.")})
+        return jnp.log(estimate(c, wls, h).tops_per_w)
+
+    def value(n):
+        obj, field = (hw, n[3:]) if n.startswith("hw.") else (cfg, n)
+        for part in field.split("."):
+            obj = getattr(obj, part)
+        return float(obj)
+
+    x0 = [jnp.log(jnp.asarray(value(n), jnp.float32)) for n in names]
+    grads = jax.grad(log_tpw)(x0)
+    return {n: float(g) for n, g in zip(names, grads, strict=True)}
