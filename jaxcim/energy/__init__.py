@@ -1,5 +1,7 @@
-"""Energy, latency and area accounting of crossbar MVMs (``jc.energy.estimate``), published-macro
-validation (`jaxcim.energy.macros`) and accuracy-vs-efficiency Pareto sweeps (`jaxcim.energy.pareto`)."""
+"""Energy, latency and area accounting of crossbar MVMs (``jc.energy.estimate``), per-node peripheral parameters
+(``jc.energy.node_hardware``), published-macro validation (`jaxcim.energy.macros`: one 0.5x-2x band, held-out
+macros reported apart) and the accuracy-vs-TOPS/W search (`jaxcim.energy.pareto`: chip Monte Carlo of a network
+over a grid of array, rows per read, ADC type and bits, input encoding, read voltage and conductance range)."""
 
 from jaxcim.energy import macros, pareto
 from jaxcim.energy.hardware import (

@@ -165,6 +165,15 @@ def network_workloads(model: Any) -> list[Workload]:
     return out
 
 
+def _accuracy_config(c_acc: CrossbarConfig, base: CrossbarConfig) -> CrossbarConfig:
+    """The config the accuracy is evaluated with: the read voltage set back to the base one where it cannot
+    change the result (linear ideal circuit and an ADC range that follows the currents: every current and the
+    full scale scale with v_read), so configurations that differ only in v_read share one evaluation."""
+    if c_acc.circuit.kind == "ideal" and c_acc.adc.range_mode != "fixed":
+        return c_acc.replace(**{"dac.v_read": base.dac.v_read})
+    return c_acc
+
+
 def _ci95(a: np.ndarray) -> float:
     """Half-width of the 95 % confidence interval of the mean over chip instances (normal approximation)."""
     return float(1.96 * a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else float("nan")
@@ -180,8 +189,10 @@ def network_sweep(
     The accuracy is the chip Monte Carlo of `jaxcim.nn.evaluate` (instance i is the chip ``fold_in(key, i)``,
     the same chips for every configuration) at each read time; the energy is `estimate` over the network's dense
     layers (`network_workloads`), one inference. Configurations that differ only in energy-only settings (input
-    encoding, hardware fields other than rows per read) share one accuracy evaluation: jaxcim's read path applies
-    the same quantized drive level whether the row voltage is amplitude- or pulse-width-coded.
+    encoding, hardware fields other than rows per read, and the read voltage on a linear ideal circuit with a
+    calibrated or full-scale ADC range) share one accuracy evaluation: jaxcim's read path applies the same quantized
+    drive level whether the row voltage is amplitude- or pulse-width-coded, and there every current and the ADC's
+    full scale scale together with the read voltage.
 
     Args:
       model: a trained nnx classifier (digital weights; its dense layers are mapped onto crossbars).
@@ -214,6 +225,7 @@ def network_sweep(
         settings = dict(zip(names, combo, strict=True))
         c, h, c_acc = apply_settings(cfg, hw, settings)
         rep = estimate(c, wls, h)
+        c_acc = _accuracy_config(c_acc, cfg)
         tag = repr(sorted(c_acc.to_dict().items(), key=str))
         if tag not in cache:
             res = evaluate(model, c_acc, data, key=key, n_instances=instances, times=tuple(times), x_calib=x_calib)
