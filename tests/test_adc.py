@@ -94,7 +94,8 @@ def test_energy_in_murmann_survey_range_and_tradeoffs():
 
 def test_crossbar_read_with_circuits():
     # 12 x 10 weights on 8 x 8 arrays: several tiles in both directions
-    cfg = jc.presets.get("reram-neurram").replace(**{"mapping.rows": 8, "mapping.cols": 8, "adc.bits": 6})
+    cfg = jc.presets.get("ideal").replace(**{"mapping.rows": 8, "mapping.cols": 8, "adc.bits": 6,
+                                             "adc.range_mode": "calibrated"})
     w = jax.random.normal(jax.random.key(0), (12, 10))
     x = jax.random.uniform(jax.random.key(1), (4, 12), minval=-1, maxval=1)
     key = jax.random.key(2)
