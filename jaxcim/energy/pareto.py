@@ -274,9 +274,11 @@ def plot_network(results: Sequence[Mapping[str, Any]], names: Sequence[str], tim
                 label="configurations (95 % CI)")
     order = np.flatnonzero(front)[np.argsort(tpw[front])]
     ax.errorbar(tpw[order], loss[order], yerr=ci[order], fmt="o-", c="C3", ms=5, lw=1.2, label="Pareto front")
-    for j, i in enumerate(order):
-        ax.annotate(label(results[i], names), (tpw[i], loss[i]), xytext=(6, 8 if j % 2 else -12),
-                    textcoords="offset points", fontsize=8, color="C3")
+    for j, i in enumerate(order):  # labels alternate above and below the front, on a white box, with a leader
+        ax.annotate(label(results[i], names), (tpw[i], loss[i]), xytext=(-10, (-30, 28, -56, 52)[j % 4]),
+                    textcoords="offset points", fontsize=8, color="C3", ha="right" if j == len(order) - 1 else
+                    "center", bbox=dict(fc="white", ec="C3", lw=0.5, alpha=0.9),
+                    arrowprops=dict(arrowstyle="-", color="C3", lw=0.6))
     ax.axvline(target, ls="--", c="C2", label=f"{target:g} TOPS/W")
     ax.axhline(0.0, c="0.3", lw=0.6)
     ax.set_xscale("log")
