@@ -250,6 +250,9 @@ class ADCConfig:
       margin: calibrated range multiplier (>= 1 leaves headroom for drift and noise).
       offset_sigma: per-column offset error, standard deviation in LSB, sampled once per instance.
       gain_sigma: per-column relative gain error, standard deviation, sampled once per instance.
+      circuit: an ADC circuit model (`jaxcim.circuit.adc`: SAR, flash, ramp, measured table) whose per-column INL,
+        DNL and comparator noise replace the ideal quantizer; or a table ``{"type": "sar", ...}``. None (default):
+        the ideal quantizer.
     """
 
     bits: int = struct.field(pytree_node=False, default=8)
@@ -258,8 +261,13 @@ class ADCConfig:
     margin: Any = 1.0
     offset_sigma: Any = 0.0
     gain_sigma: Any = 0.0
+    circuit: Any = None
 
     def __post_init__(self):
+        if isinstance(self.circuit, Mapping):
+            from jaxcim.circuit.adc import circuit_from_dict  # local: jaxcim.circuit imports this module
+
+            object.__setattr__(self, "circuit", circuit_from_dict(self.circuit))
         check_int("adc", "bits", self.bits, 0, 24)
         if self.bits == 1:
             raise ValueError("adc.bits must be 0 (ideal) or >= 2 (signed codes)")
@@ -404,6 +412,11 @@ def to_dict(cfg: CrossbarConfig) -> dict[str, Any]:
         sec = getattr(cfg, section)
         out[section] = {f.name: _plain(getattr(sec, f.name)) for f in dataclasses.fields(sec)}
     out["device"] = {"model": cfg.device.name, **out["device"]}
+    circuit = cfg.adc.circuit
+    if circuit is None:
+        del out["adc"]["circuit"]  # the ideal quantizer: dicts (and study fingerprints) as before circuits existed
+    else:
+        out["adc"]["circuit"] = circuit.to_dict()
     return out
 
 

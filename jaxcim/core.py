@@ -31,6 +31,7 @@ from jaxcim.checks import (
     check_t,
     check_weights,
 )
+from jaxcim.circuit import adc as adc_circuit
 from jaxcim.circuit import array_currents
 from jaxcim.config import CrossbarConfig, is_static_zero, static_zeros, with_static_zeros
 from jaxcim.converters import adc, dac, input_bit_planes
@@ -60,6 +61,7 @@ class CrossbarState:
       out_gain, out_offset: digital per-output correction ``y <- out_gain * y + out_offset`` applied after
         the ADC and the digital combination, (out_features,) each (offset in output units); None (the
         default) applies none. Set by a learned mapping (`jaxcim.optimize.LearnedMapping`).
+      adc_circuit: this instance's ADC circuit errors per column (``cfg.adc.circuit.sample``), or None (ideal ADC).
     """
 
     g_pos: jax.Array
@@ -79,6 +81,7 @@ class CrossbarState:
     out_features: int = struct.field(pytree_node=False)
     out_gain: Any = None
     out_offset: Any = None
+    adc_circuit: Any = None
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -116,10 +119,15 @@ def _unipolar_adc(cfg: CrossbarConfig) -> bool:
     return not cfg.dac.signed and cfg.mapping.scheme == "offset"
 
 
-def _convert(cfg: CrossbarConfig, state: CrossbarState, i_main, i_ref):
+def _convert(cfg: CrossbarConfig, state: CrossbarState, i_main, i_ref, key=None):
     """ADC conversion of (batch, slices, row_tiles, col_tiles, cols) currents."""
     fs = state.adc_range[..., None]
     unipolar = _unipolar_adc(cfg)
+    if cfg.adc.circuit is not None:
+        conv = partial(adc_circuit.convert_current, cfg.adc.circuit, state.adc_circuit, cfg.adc.bits, unipolar=unipolar)
+        main = conv(i_main * (1.0 + state.adc_gain), fs, key=key, offset_lsb=state.adc_offset)
+        k_ref = None if key is None else jax.random.fold_in(key, 1)
+        return main if i_ref is None else main - conv(i_ref, fs, key=k_ref)
     main = adc(cfg.adc, i_main, fs, state.adc_offset, state.adc_gain, unipolar=unipolar)
     if i_ref is None:
         return main
@@ -199,6 +207,10 @@ def _program(cfg: CrossbarConfig, w, key, x_calib, scale, learned=None, *, zeros
         adc_offset = cfg.adc.offset_sigma * rng.normal(k_off, adc_offset.shape, g_pos.dtype)
     if not is_static_zero(cfg.adc.gain_sigma):
         adc_gain = cfg.adc.gain_sigma * rng.normal(k_gain, adc_gain.shape, g_pos.dtype)
+    circuit_errors = None
+    if cfg.adc.circuit is not None:
+        circuit_errors = cfg.adc.circuit.sample(jax.random.fold_in(k_adc, 2), arrays + (cols,),
+                                                adc_circuit.adc_levels(cfg.adc.bits, _unipolar_adc(cfg)))
     if cfg.adc.range_mode == "calibrated":
         if x_calib is None:
             x_calib = default_calibration_inputs(cfg, w.shape[0], k_cal).astype(g_pos.dtype)
@@ -214,6 +226,7 @@ def _program(cfg: CrossbarConfig, w, key, x_calib, scale, learned=None, *, zeros
         coeffs=coeffs, w_scale=w_scale, adc_range=adc_range, adc_offset=adc_offset, adc_gain=adc_gain,
         probe0=_probe(cfg, g_pos, g_neg, w.shape[0]), info=info,
         in_features=w.shape[0], out_features=w.shape[1], out_gain=out_gain, out_offset=out_offset,
+        adc_circuit=circuit_errors,
     )
 
 
@@ -289,8 +302,12 @@ def _read(cfg: CrossbarConfig, state: CrossbarState, x, key, t, *, zeros=frozens
             g_neg = devices.read(dev, g_neg, state.g_neg, state.target_neg, t, z_neg)
     levels, cycle_w, x_scale = _drive_levels(cfg, x)
     i_main, i_ref = _analog(cfg, g_pos, g_neg, levels)
-    digital = jax.vmap(lambda a, b: _convert(cfg, state, a, b))(i_main, i_ref) if i_ref is not None else \
-        jax.vmap(lambda a: _convert(cfg, state, a, None))(i_main)
+    if cfg.adc.circuit is not None:  # comparator noise: one draw per conversion, from the read's key
+        ks = jax.random.split(jax.random.fold_in(key, 0xADC), i_main.shape[0])
+        digital = jax.vmap(lambda a, b, k: _convert(cfg, state, a, b, k))(i_main, i_ref, ks)
+    else:
+        digital = jax.vmap(lambda a, b: _convert(cfg, state, a, b))(i_main, i_ref) if i_ref is not None else \
+            jax.vmap(lambda a: _convert(cfg, state, a, None))(i_main)
     # shift-and-add over input cycles and weight slices, then the sum of row-tile partial sums as explicit adds:
     # XLA's CPU backend (jax 0.10) fuses a reduction over the tile axis with the ADC scale into a YNNPACK
     # fusion that crashes (SIGSEGV) under vmap (tools/xla_reproducers/ynn_reduce_segfault.py)

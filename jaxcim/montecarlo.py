@@ -172,7 +172,7 @@ def _state_axes(state):
     """vmap axes of a chunk's states: the target conductances are functions of (w, scale, mapping) alone and
     kept once; every other field has one entry per instance."""
     per_instance = ("g_pos", "g_neg", "time_pos", "time_neg", "coeffs", "w_scale", "adc_range", "adc_offset",
-                    "adc_gain", "probe0", "out_gain", "out_offset")
+                    "adc_gain", "probe0", "out_gain", "out_offset", "adc_circuit")
     return state.replace(target_pos=None, target_neg=None, info=None, **dict.fromkeys(per_instance, 0))
 
 

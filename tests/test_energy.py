@@ -124,18 +124,44 @@ def test_network_sums_layers():
 # ----------------------------------------------------------------------------------------- published macros
 
 
-@pytest.mark.parametrize("row", macros.validate(), ids=lambda r: r["name"])
-def test_published_macros_within_explained_band(row):
-    lo, hi = row["band"]
-    assert lo <= row["ratio"] <= hi, f"{row['name']}: jaxcim {row['jaxcim']:.3g} vs published {row['published']}"
-    if (lo, hi) != (0.5, 2.0):
-        assert len(row["note"]) > 100, "a band wider than 2x needs its explanation"
-        assert hi / lo <= 50
+_ROWS = macros.validate()
+_OUT_OF_BAND_HELD_OUT = {"Yoon ISSCC 2021", "Khwa ISSCC 2022"}  # measured below the band: see benchmarks/README.md
 
 
-def test_neurosim_gap_is_the_array_term():
-    row = next(r for r in macros.validate() if r["name"].startswith("NeuroSim"))
-    assert 0.5 <= row["ratio_no_array"] <= 2.05
+@pytest.mark.parametrize("row", [r for r in _ROWS if r["status"] != "held-out"], ids=lambda r: r["name"])
+def test_fitted_macros_within_one_band(row):
+    # one band for all (0.5x-2x of the published TOPS/W), one hardware parameter set per node
+    assert row["band"] == (0.5, 2.0)
+    assert row["within"], f"{row['name']}: jaxcim {row['jaxcim']:.3g}, {row['ratio']:.2f}x of {row['published']}"
+
+
+@pytest.mark.parametrize("row", [pytest.param(r, marks=pytest.mark.xfail(
+    r["name"] in _OUT_OF_BAND_HELD_OUT, strict=True, reason="held-out macro outside 0.5-2x (reported)"))
+    for r in _ROWS if r["status"] == "held-out"], ids=lambda r: r["name"])
+def test_held_out_macros_within_one_band(row):
+    assert row["within"], f"{row['name']}: jaxcim {row['jaxcim']:.3g} ({row['ratio']:.2f}x of the published figure)"
+
+
+def test_held_out_are_the_named_ones_and_a_third():
+    held = {r["name"] for r in _ROWS if r["status"] == "held-out"}
+    assert held == set(macros.HELD_OUT)
+    sources = {r["source"].split(",")[0] for r in _ROWS if r["status"] != "not verified"}
+    assert len(held) >= len(sources) / 3
+    assert len({r["name"] for r in macros.validate(include_unverified=True)}) >= 8
+
+
+def test_neurosim_difference_is_the_cell_joule_term():
+    row = next(r for r in _ROWS if r["name"].startswith("NeuroSim"))
+    # in NeuroSim's convention (bit-line/word-line charging, no cell V^2 G t) within the band ...
+    assert 0.5 <= row["ratio_no_cell_joule"] <= 2.0
+    # ... and the whole remaining gap is the cell Joule term, which NeuroSim leaves out
+    assert row["ratio_with_cell_joule"] < 0.1 and row["shares"]["array"] > 0.9
+
+
+def test_hermes_phases_scale_as_published():
+    # four-phase reads cost 4x the one-phase energy: 9.76 / 2.48 = 3.94 TOPS/W (Le Gallo et al. 2023)
+    one, four = (next(r for r in _ROWS if r["name"].startswith("IBM HERMES, 8b " + p)) for p in ("one", "four"))
+    assert one["jaxcim"] / four["jaxcim"] == pytest.approx(9.76 / 2.48, rel=0.05)
 
 
 # ----------------------------------------------------------------------------------------- JAX transforms
@@ -181,7 +207,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="workload.input_density"):
         Workload(input_density=1.5)
     with pytest.raises(ValueError, match="hardware.adc_model"):
-        HardwareConfig(adc_model="flash")
+        HardwareConfig(adc_model="pipeline")
     with pytest.raises(ValueError, match="hardware.t_read"):
         HardwareConfig(t_read=-1.0)
     with pytest.raises(ValueError, match="input_bits_per_cycle"):
@@ -246,3 +272,84 @@ def test_cli_handlers(tmp_path, capsys):
     cli_energy.add_energy_arguments(p)
     assert cli_energy.energy_command(p.parse_args([str(bad)])) == 2
     assert "workload.in_features" in capsys.readouterr().err
+
+
+def test_energy_cli_accepts_embedded_studies(capsys):
+    p = argparse.ArgumentParser()
+    cli_energy.add_energy_arguments(p)
+    for name in ("energy", "mvm", "classifier", "pareto"):  # every shipped study has an energy account
+        assert cli_energy.energy_command(p.parse_args([name])) == 0, capsys.readouterr().err
+        assert "TOPS/W" in capsys.readouterr().out
+    assert cli_energy.energy_command(p.parse_args([])) == 0  # default: the embedded energy study
+    assert "22 nm" in capsys.readouterr().out
+    assert cli_energy.energy_command(p.parse_args(["no-such-study"])) == 2
+    assert "embedded studies" in capsys.readouterr().err
+
+
+NET_STUDY = """
+seed = 0
+[crossbar]
+preset = "reram-neurram"
+[hardware]
+node_nm = 22
+[model]
+features = [64, 8, 10]
+[train]
+epochs = 4
+[pareto]
+instances = 3
+times = [1.0, 31557600.0]
+array = [64]
+"adc.bits" = [3, 8]
+"hw.input_encoding" = ["amplitude", "pwm"]
+"dac.v_read" = [0.1, 0.2]
+"""
+
+
+def test_pareto_network_cli_tiny_grid(tmp_path, capsys):
+    path = tmp_path / "net.toml"
+    path.write_text(NET_STUDY)
+    p = argparse.ArgumentParser()
+    cli_energy.add_pareto_arguments(p)
+    out_json = tmp_path / "p.json"
+    assert cli_energy.pareto_command(p.parse_args([str(path), "--json", str(out_json)])) == 0, \
+        capsys.readouterr().err
+    captured = capsys.readouterr()
+    text = captured.out
+    # 8 configurations, 2 accuracy evaluations (3 and 8 bits): encoding and read voltage share them
+    assert "accuracy evaluations: 2" in captured.err and "accuracy evaluations: 3" not in captured.err
+    assert "digital accuracy" in text and ("best at >= 200" in text or "no configuration reaches" in text)
+    import json
+
+    res = json.loads(out_json.read_text())
+    assert len(res) == 8 and all(len(r["loss"]) == 2 and len(r["ci95"]) == 2 for r in res)
+    low = {(r["adc.bits"], r["hw.input_encoding"]): r for r in res if r["dac.v_read"] == 0.1}
+    by = {(r["adc.bits"], r["hw.input_encoding"]): r for r in res if r["dac.v_read"] == 0.2}
+    # the input encoding and (ideal circuit, calibrated ADC) the read voltage change energy only: one accuracy
+    # evaluation (same chips) serves them all, and the lower read voltage is more efficient
+    assert by[3, "amplitude"]["accuracy"] == by[3, "pwm"]["accuracy"] == low[3, "pwm"]["accuracy"]
+    assert low[8, "pwm"]["tops_per_w"] > by[8, "pwm"]["tops_per_w"]
+    assert by[8, "pwm"]["tops_per_w"] != by[8, "amplitude"]["tops_per_w"]
+    # a 3-bit readout costs accuracy and saves energy against 8 bits (same chips, same times)
+    assert by[3, "amplitude"]["loss"][0] > by[8, "amplitude"]["loss"][0]
+    assert by[3, "amplitude"]["tops_per_w"] > by[8, "amplitude"]["tops_per_w"]
+    # loss = digital accuracy - mean accuracy over chips, in points
+    r = by[8, "amplitude"]
+    assert r["loss"][0] == pytest.approx(r["digital_accuracy"] - r["accuracy"][0], abs=1e-9)
+    assert pareto.label(r, ["array", "adc.bits", "hw.input_encoding"]) == "64x64 8b amp"
+    assert pareto.best_at_target(res, target=1e9) is None
+    assert pareto.best_at_target(res, target=0.0)["loss"][-1] == min(x["loss"][-1] for x in res)
+
+
+def test_efficiency_gradients_are_analytic_elasticities():
+    cfg = jc.presets.get("reram-neurram")
+    hw = jc.energy.node_hardware(22e-9)
+    wl = Workload(256, 256)
+    g = pareto.efficiency_gradients(cfg, hw, wl)
+    r = estimate(cfg, wl, hw)
+    share = lambda *items: sum(float(getattr(r, k)) for k in items) / float(r.total)  # noqa: E731
+    # cell Joule and bit-line energies ~ V_read**2; the cells' also ~ G and ~ t_read
+    assert g["dac.v_read"] == pytest.approx(-2 * share("array", "lines"), rel=1e-3)
+    # g_max moves the cell conductances (g_min fixed): d log E_array / d log g_max = g_max / (g_max - g_min) share
+    assert -share("array") * 1.1 < g["device.g_max"] < 0
+    assert g["hw.t_read"] == pytest.approx(-share("array"), rel=1e-3)

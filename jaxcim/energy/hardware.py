@@ -12,13 +12,14 @@ Units are SI: J, s, m, m^2, F, V.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from flax import struct
 
 from jaxcim.config import check_choice, check_int, check_range
 
-ADC_MODELS = ("sar", "walden")
+ADC_MODELS = ("sar", "walden", "cco")
 INPUT_ENCODINGS = ("amplitude", "pwm")
 
 HOROWITZ_ADD8_45NM = 0.03e-12
@@ -61,6 +62,8 @@ class HardwareConfig:
         ``dac.bit_serial`` else all bits at once). Static.
       rows_per_read: word lines driven at once (k); each cycle then takes ceil(rows / k) reads and
         conversions. 0 = all rows. Static.
+      read_phases: times every read is repeated with its own conversion (IBM HERMES's 4-phase high-precision
+        mode: Le Gallo et al., Nat. Electron. 2023). Default 1. Static.
       adc_share: columns multiplexed onto one ADC (conversions of an array are serialized over them).
         Default 8: NeuroSim V1.4 ``numColMuxed``. Static.
       analog_slice_combine: the weight-slice columns are summed in analog (weighted current/voltage stacking)
@@ -84,6 +87,14 @@ class HardwareConfig:
         driver, counted by ``c_row_per_cell``; PWM inputs use a digital pulse, also no DAC). Default 1 fF, the
         order of the minimum MOM unit capacitor of 22-28 nm capacitive-DAC designs (an assumption; ISAAC's
         1-bit DAC power, Shafiee et al. ISCA 2016 Table 1, 0.39 pJ per pulse at 32 nm, is an upper bound).
+      c_col_per_cell: bit-line capacitance per cell it crosses, F, charged to the read voltage once per read and
+        column. Default 0.0176 fF: NeuroSim's 0.2 fF/um bit-line capacitance (``capBL = lengthCol * 0.2e-15/1e-6``
+        in SubArray.cpp) over the 4 F = 88 nm cell height of its 1T1R cell.
+      e_sense: column readout front end (integrator, current-to-voltage stage or sense amplifier) per conversion,
+        J. Default 0 (NeuroSim folds it into its ADC energy); `node_hardware` sets the value fitted to published
+        macros (see `jaxcim.energy.macros`).
+      adc_power: power of a current-controlled-oscillator ADC while it integrates over the read window, W
+        (``adc_model = "cco"``: E = adc_power * t_read per conversion). Default 0.35 mW (see `node_hardware`).
       e_add_bit: digital shift-and-add energy per accumulator bit per addition, J. Default 1.83 fJ: Horowitz
         (ISSCC 2014) 8-bit add at 45 nm scaled linearly to 22 nm (`horowitz_add_bit_energy`).
       adc_area_8b: area of one 8-bit ADC at this node, m^2 (scaled as 2**(bits - 8) for other resolutions).
@@ -100,6 +111,7 @@ class HardwareConfig:
     input_bits_per_cycle: int = struct.field(pytree_node=False, default=0)
     rows_per_read: int = struct.field(pytree_node=False, default=0)
     adc_share: int = struct.field(pytree_node=False, default=8)
+    read_phases: int = struct.field(pytree_node=False, default=1)
     analog_slice_combine: bool = struct.field(pytree_node=False, default=False)
     adc_model: str = struct.field(pytree_node=False, default="sar")
     sar_e_bit: Any = 8e-15
@@ -109,6 +121,9 @@ class HardwareConfig:
     c_row_per_cell: Any = 0.1e-15
     v_wordline: Any = 1.1
     dac_c_unit: Any = 1e-15
+    c_col_per_cell: Any = 0.2e-15 / 1e-6 * 4 * 22e-9
+    e_sense: Any = 0.0
+    adc_power: Any = 0.35e-3
     e_add_bit: Any = horowitz_add_bit_energy(22e-9)
     adc_area_8b: Any = ISAAC_ADC_AREA_8B_32NM * (22 / 32) ** 2
     driver_area: Any = ISAAC_DAC_AREA_32NM * (22 / 32) ** 2
@@ -121,12 +136,13 @@ class HardwareConfig:
         check_int(o, "input_bits_per_cycle", self.input_bits_per_cycle, 0, 24)
         check_int(o, "rows_per_read", self.rows_per_read, 0)
         check_int(o, "adc_share", self.adc_share, 1)
+        check_int(o, "read_phases", self.read_phases, 1, 64)
         if not isinstance(self.analog_slice_combine, bool):
             raise TypeError(f"hardware.analog_slice_combine must be a bool, got {self.analog_slice_combine!r}")
         for name in ("node", "cell_area_f2", "t_read", "t_adc_bit", "adc_area_8b"):
             check_range(o, name, getattr(self, name), 0.0, lo_open=True)
         for name in ("sar_e_bit", "sar_e_cap", "adc_fom", "c_row_per_cell", "v_wordline", "dac_c_unit",
-                     "e_add_bit", "driver_area", "shift_add_area"):
+                     "e_add_bit", "driver_area", "shift_add_area", "c_col_per_cell", "e_sense", "adc_power"):
             check_range(o, name, getattr(self, name), 0.0)
 
 
@@ -185,6 +201,59 @@ def _scaled(node: float, **fields: Any) -> dict[str, Any]:
     return base
 
 
+NODE_SUPPLY = {14e-9: 0.8, 22e-9: 0.8, 28e-9: 0.9, 40e-9: 1.1, 65e-9: 1.2, 90e-9: 1.2, 130e-9: 1.2}
+"""Nominal core supply by technology node, V (foundry core devices: 0.8 V at 14-22 nm FinFET/FD-SOI, 0.9 V at
+28 nm, 1.1 V at 40 nm LP, 1.2 V at 65-130 nm)."""
+
+E_SENSE_22NM = 60e-15
+"""Column readout front end (integrator / current-to-voltage stage) per conversion at 22 nm and 0.8 V, J: an
+integration capacitor of ~90 fF swung over the supply (C V_dd**2). Chosen (one number for all nodes, scaled as
+C ~ F and V_dd**2) so that the fitted macros of `jaxcim.energy.macros` fall inside 0.5-2x; the held-out macros
+played no part."""
+
+SAR_C_UNIT_22NM = 1e-15
+"""Unit capacitor of the SAR ADC's binary-weighted DAC at 22 nm, F (scaled with F at other nodes). The DAC then
+draws 1.33 * 2**bits * C_u * V_dd**2 per conversion (conventional switching, Liu et al., IEEE JSSC 45, 731 (2010)),
+as `jaxcim.circuit.adc.SARADC`: 0.85 fJ per unit at 0.8 V, 218 fJ for 8 bits. NeuroSim's 4-5 bit SAR energies,
+which the `HardwareConfig` defaults reproduce, do not constrain the 2**bits term (their 0.06 fJ per unit would make an
+8-bit SAR cost 80 fJ, a Walden FoM of 0.3 fJ/step, the survey's best)."""
+
+P_CCO_14NM = 0.35e-3
+"""Power of one current-controlled-oscillator column ADC of IBM HERMES while it integrates, W (14 nm). Not
+published separately: chosen so that the 1-phase 8-bit MVM of Le Gallo et al. (Nat. Electron. 2023) falls inside
+0.5-2x; the 4-phase figure of the same paper then follows without another parameter."""
+
+
+def supply(node: float) -> float:
+    """Core supply at ``node`` (m): `NODE_SUPPLY` at the nearest listed node (log distance), V."""
+    near = min(NODE_SUPPLY, key=lambda n: abs(math.log(n / node)))
+    return NODE_SUPPLY[near]
+
+
+def node_hardware(node: float, **overrides: Any) -> HardwareConfig:
+    """One set of peripheral parameters for a technology node (the validation's rule: per node, not per macro).
+
+    Switched capacitances scale with the feature size F (wire length per cell, gate widths), energies as
+    C V_dd**2 with the node's core supply (`supply`); areas as F**2 (`_scaled`). At 22 nm and 0.8 V the
+    values are `HardwareConfig`'s defaults (NeuroSim-derived) except the SAR DAC unit (`SAR_C_UNIT_22NM`) and the
+    readout front end (`E_SENSE_22NM`).
+
+    Args:
+      node: feature size, m. overrides: fields set after scaling (per-macro configuration such as
+        ``rows_per_read``, ``adc_share``, ``t_read``, never energies).
+    """
+    s = node / 22e-9
+    v = supply(node)
+    k = s * (v / 0.8) ** 2
+    fields = _scaled(node, v_wordline=v, c_row_per_cell=0.1e-15 * s, c_col_per_cell=0.2e-15 / 1e-6 * 4 * node,
+                     sar_e_bit=8e-15 * k, sar_e_cap=1.33 * SAR_C_UNIT_22NM * s * v**2, adc_fom=10e-15 * k,
+                     e_sense=E_SENSE_22NM * k,
+                     adc_power=P_CCO_14NM * (node / 14e-9) * (v / 0.8) ** 2,
+                     e_add_bit=horowitz_add_bit_energy(node) * (v / 0.9) ** 2)
+    fields.update(overrides)
+    return HardwareConfig(**fields)
+
+
 def _generic_22nm() -> HardwareConfig:
     return HardwareConfig()
 
@@ -237,6 +306,7 @@ def adc_energy(hw: HardwareConfig, bits: int):
     """Energy of one ADC conversion at ``bits`` resolution, J.
 
     ``"walden"``: E = FoM * 2**bits (Walden figure of merit, Murmann ADC survey, ENOB = nominal bits).
+    ``"cco"``: a current-controlled-oscillator ADC counts during the whole read window: E = adc_power * t_read.
     ``"sar"``: E = e_bit * bits + e_cap * 2**bits: per-bit comparator/logic energy plus a binary-weighted
     capacitive DAC; with the defaults it gives NeuroSim's 22 nm SAR energies (33 fJ at 4 bits, 42 fJ at 5 bits).
     """
@@ -244,4 +314,6 @@ def adc_energy(hw: HardwareConfig, bits: int):
         return 0.0 * hw.adc_fom
     if hw.adc_model == "walden":
         return hw.adc_fom * 2.0**bits
+    if hw.adc_model == "cco":
+        return hw.adc_power * hw.t_read
     return hw.sar_e_bit * bits + hw.sar_e_cap * 2.0**bits

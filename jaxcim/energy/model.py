@@ -14,8 +14,15 @@ One MVM of a layer (in_features x out_features) on weight-stationary arrays, all
   otherwise from the expected conductances and the workload's input statistics;
 - DAC/drivers: each driven row switches ``c_row_per_cell`` per cell it crosses at ``v_wordline``, plus a
   capacitive DAC of 2**b - 1 unit capacitors for b > 1 bits per cycle (amplitude encoding);
+- bit lines: each physical column line (rows x ``c_col_per_cell``) is charged to v_read once per read: NeuroSim's
+  array read energy, ``capBL * readVoltage**2 * numReadCells`` (NeuroSim V1.4 SubArray.cpp, CalculatePower);
+  NeuroSim's array term has no cell Joule heating, which jaxcim counts apart in ``array`` (V^2 G t): the two
+  conventions differ by exactly that item (see `jaxcim.energy.macros`, the NeuroSim VGG-8 row);
+- readout: a column front end (``e_sense``) per conversion;
 - ADC: one conversion per column (per column pair, differential) per slice (unless slices are combined
-  in analog) per row group per cycle per array; energy from the SAR or Walden model (`adc_energy`);
+  in analog) per row group per cycle per array; energy from the SAR, Walden or CCO model (`adc_energy`), or
+  from the ADC circuit of ``cfg.adc.circuit`` (`jaxcim.circuit.adc`: energy, latency and area of the same
+  circuit parameters that set its INL/DNL and noise);
 - digital: one shift-and-add per conversion into an accumulator wide enough for the full result;
 - latency: cycles * groups * (t_read + adc_share * t_conversion); digital work is pipelined behind it;
 - area: cells (F^2 at the node), ADCs, row drivers, shift-and-add units.
@@ -42,7 +49,7 @@ from jaxcim.converters import dac, dac_levels
 from jaxcim.core import CrossbarState
 from jaxcim.energy.hardware import HardwareConfig, Workload, adc_energy
 
-ENERGY_ITEMS = ("dac", "array", "adc", "digital")
+ENERGY_ITEMS = ("dac", "lines", "array", "sense", "adc", "digital")
 
 
 @struct.dataclass
@@ -50,8 +57,10 @@ class EnergyReport:
     """An itemized energy/latency/area account (all leaves; vmapped reports carry a leading axis).
 
     Attributes:
-      dac: row driver and DAC energy per MVM, J.
+      dac: row driver and DAC energy per MVM (word-line and access-gate charging included), J.
+      lines: bit-line charging per MVM (C_BL V_read**2 per column and read, as NeuroSim's array energy), J.
       array: Joule energy in the cells per MVM (sum of V^2 G t), J.
+      sense: column readout front end (integrator / current-to-voltage stage) per MVM, J.
       adc: ADC conversion energy per MVM, J.
       digital: shift-and-add and accumulation energy per MVM, J.
       total: sum of the items per MVM, J.
@@ -70,7 +79,9 @@ class EnergyReport:
     """
 
     dac: jax.Array
+    lines: jax.Array
     array: jax.Array
+    sense: jax.Array
     adc: jax.Array
     digital: jax.Array
     total: jax.Array
@@ -140,7 +151,8 @@ def counts(cfg: CrossbarConfig, hw: HardwareConfig, workload: Workload) -> dict[
     """Static event counts of one MVM of ``workload`` (Python ints).
 
     Returns:
-      dict with ``row_tiles``, ``col_tiles``, ``slices``, ``cycles`` (input cycles), ``bits_per_cycle``,
+      dict with ``row_tiles``, ``col_tiles``, ``slices``, ``cycles`` (input cycles times ``phases``, the read
+      phases), ``bits_per_cycle``,
       ``rows_per_read``, ``groups`` (row groups per cycle), ``reads`` (cycles * groups),
       ``phys_cols`` (physical columns a row line crosses in one array), ``conv_per_array`` (conversions per
       array per read), ``conversions`` (per MVM), ``adcs`` (number of ADCs), ``acc_bits`` (accumulator width).
@@ -151,7 +163,7 @@ def counts(cfg: CrossbarConfig, hw: HardwareConfig, workload: Workload) -> dict[
     tr, tc = mapping.tile_counts(m, workload.in_features, workload.out_features)
     mag = _magnitude_bits(cfg)
     b = _bits_per_cycle(cfg, hw)
-    cycles = math.ceil(mag / b) if mag else 1
+    cycles = (math.ceil(mag / b) if mag else 1) * hw.read_phases
     k = hw.rows_per_read or m.rows
     groups = math.ceil(m.rows / k)
     s_conv = 1 if hw.analog_slice_combine else m.slices
@@ -159,7 +171,8 @@ def counts(cfg: CrossbarConfig, hw: HardwareConfig, workload: Workload) -> dict[
     conversions = cycles * groups * tr * tc * s_conv * m.cols
     adcs = s_conv * tr * tc * math.ceil(m.cols / hw.adc_share)
     acc_bits = cfg.adc.bits + max(mag - b, 0) + m.weight_bits + math.ceil(math.log2(tr * groups))
-    return dict(row_tiles=tr, col_tiles=tc, slices=m.slices, cycles=cycles, bits_per_cycle=b, rows_per_read=k,
+    return dict(row_tiles=tr, col_tiles=tc, slices=m.slices, cycles=cycles, phases=hw.read_phases,
+                bits_per_cycle=b, rows_per_read=k,
                 groups=groups, reads=cycles * groups, phys_cols=2 * m.cols if diff else m.cols,
                 conv_per_array=m.cols, conversions=conversions, adcs=adcs, acc_bits=max(acc_bits, 1))
 
@@ -178,7 +191,7 @@ def _levels(cfg: CrossbarConfig, x: jax.Array, c: dict[str, int]) -> jax.Array:
         return a[None]
     code = jnp.round(a * dac_levels(cfg.dac))
     code = jax.lax.stop_gradient(code)
-    chunks = [jnp.floor(code / 2 ** (b * i)) % 2**b for i in range(c["cycles"])]
+    chunks = [jnp.floor(code / 2 ** (b * i)) % 2**b for i in range(c["cycles"] // c["phases"])]
     return jnp.stack(chunks) / (2**b - 1)
 
 
@@ -221,8 +234,8 @@ def _layer(cfg, hw, workload, state, x, w) -> dict[str, Any]:
     if x is not None:
         lv = _levels(cfg, jnp.atleast_2d(x), c)  # (cycles, batch, in)
         drive = lv if pwm else lv**2
-        row_drive = jnp.mean(jnp.sum(drive, axis=0), axis=0)  # (in,) sum over cycles, mean over batch
-        active = jnp.mean(jnp.sum(lv > 0, axis=(0, 2)).astype(lv.dtype))
+        row_drive = c["phases"] * jnp.mean(jnp.sum(drive, axis=0), axis=0)  # (in,) sum over cycles, mean over batch
+        active = c["phases"] * jnp.mean(jnp.sum(lv > 0, axis=(0, 2)).astype(lv.dtype))
     else:
         rho, mabs = workload.input_density, workload.input_mean_abs
         if pwm or b == 1:
@@ -242,20 +255,28 @@ def _layer(cfg, hw, workload, state, x, w) -> dict[str, Any]:
     dac_units = 0 if (pwm or b <= 1) else 2**b - 1
     e_row = (hw.c_row_per_cell * c["phys_cols"] + hw.dac_c_unit * dac_units) * arrays_per_row * hw.v_wordline**2
     e_dac = active * e_row
-    # --- ADC and digital
-    e_adc = c["conversions"] * adc_energy(hw, cfg.adc.bits)
+    # --- bit lines: each physical column's line (rows cells long) charged to the read voltage once per read
+    n_arrays = c["slices"] * c["row_tiles"] * c["col_tiles"]
+    e_lines = c["reads"] * n_arrays * c["phys_cols"] * cfg.mapping.rows * hw.c_col_per_cell * v**2
+    # --- readout, ADC and digital
+    circuit = cfg.adc.circuit
+    e_conv = adc_energy(hw, cfg.adc.bits) if circuit is None or not cfg.adc.bits else circuit.energy(cfg.adc.bits)
+    e_sense = c["conversions"] * hw.e_sense
+    e_adc = c["conversions"] * e_conv
     e_dig = c["conversions"] * c["acc_bits"] * hw.e_add_bit
     # --- latency
-    t_conv = cfg.adc.bits * hw.t_adc_bit
+    t_conv = cfg.adc.bits * hw.t_adc_bit if circuit is None else circuit.latency(cfg.adc.bits)
     latency = c["reads"] * (hw.t_read + hw.adc_share * t_conv)
     # --- area
-    n_arrays = c["slices"] * c["row_tiles"] * c["col_tiles"]
     f2 = hw.node**2
     area_cells = n_arrays * cfg.mapping.rows * c["phys_cols"] * hw.cell_area_f2 * f2
-    area_adc = c["adcs"] * hw.adc_area_8b * 2.0 ** (cfg.adc.bits - 8) if cfg.adc.bits else 0.0 * hw.adc_area_8b
+    if circuit is not None and cfg.adc.bits:
+        area_adc = c["adcs"] * circuit.area(cfg.adc.bits)
+    else:
+        area_adc = c["adcs"] * hw.adc_area_8b * 2.0 ** (cfg.adc.bits - 8) if cfg.adc.bits else 0.0 * hw.adc_area_8b
     area_drv = n_arrays * cfg.mapping.rows * hw.driver_area
     area_dig = c["adcs"] * hw.shift_add_area
-    return dict(dac=e_dac, array=e_array, adc=e_adc, digital=e_dig, latency_mvm=latency,
+    return dict(dac=e_dac, lines=e_lines, array=e_array, sense=e_sense, adc=e_adc, digital=e_dig, latency_mvm=latency,
                 conversions=c["conversions"], reads=c["reads"], ops=2.0 * workload.in_features *
                 workload.out_features, area_cells=area_cells, area_adc=area_adc, area_drivers=area_drv,
                 area_digital=area_dig, mvms=workload.mvms)
