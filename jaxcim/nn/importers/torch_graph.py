@@ -435,7 +435,7 @@ class _Builder:
         if isinstance(padding, str):
             pad = padding.upper()
         else:
-            pad = [(p, p) for p in _ints(padding, nd, 0)]
+            pad = tuple((p, p) for p in _ints(padding, nd, 0))
         self.layer_args[lname] = dict(kind="conv", kernel=np.moveaxis(w_arr, (0, 1), (-1, -2)), bias=bias,
                                       strides=stride, padding=pad, dilation=dilation, groups=groups)
         return LayerSpec(lname, wname, bias, "conv", groups)
