@@ -6,11 +6,16 @@ training and accuracy over chip instances and time.
     hwa = jc.nn.analogize(model, cfg)                                          # nnx.Linear -> AnalogLinear
     jc.nn.fit(hwa, (x_train, y_train), key=k, clip_sigma=2.5)                  # hardware-aware fine-tuning
     res = jc.nn.evaluate(hwa, cfg, (x_test, y_test), key=k, n_instances=1024, times=(1.0, 86400.0))
+
+    net = jc.nn.from_torch(torch_model.eval(), torch.randn(2, 3, 32, 32), digital=("conv1", "fc"))
+    res = jc.nn.evaluate(net, cfg, jc.nn.collect(test_loader), key=k, n_instances=1000)
+    torch_model.load_state_dict(jc.nn.to_torch_state_dict(net))
 """
 
 from jaxcim.nn.convert import analogize, convertible_layers
-from jaxcim.nn.data import Digits, load_digits
+from jaxcim.nn.data import Digits, collect, load_cifar, load_digits, load_mnist
 from jaxcim.nn.evaluate import AccuracyResult, accuracy, evaluate
+from jaxcim.nn.importers import DigitalMatmul, ImportedNetwork, from_onnx, from_torch, to_torch_state_dict
 from jaxcim.nn.layers import (
     MODES,
     AnalogConv,
@@ -31,16 +36,24 @@ __all__ = [
     "AccuracyResult",
     "AnalogConv",
     "AnalogLinear",
+    "DigitalMatmul",
     "Digits",
+    "ImportedNetwork",
     "accuracy",
     "analog_layers",
     "analogize",
     "clip_weights",
+    "collect",
     "convertible_layers",
     "evaluate",
     "fit",
+    "from_onnx",
+    "from_torch",
+    "load_cifar",
     "load_digits",
+    "load_mnist",
     "program",
     "set_mode",
     "set_time",
+    "to_torch_state_dict",
 ]
