@@ -97,7 +97,7 @@ class MeasuredDevice(DeviceModel):
       t0: time scale of the log-time axis, s (> 0).
       activation_energy: Arrhenius activation energy of the time evolution, eV (>= 0; 0: no acceleration).
       reference_temperature: temperature the time evolution is given at, K.
-      temperature: temperature the cells spend their time at, K (default 298.15 K = 25 C).
+      temperature: (inherited from `DeviceModel`) temperature the cells spend their time at, K (default 298.15 K).
     """
 
     prog_mean: Any = (0.0,)
@@ -109,7 +109,6 @@ class MeasuredDevice(DeviceModel):
     t0: Any = 1.0
     activation_energy: Any = 0.0
     reference_temperature: Any = ROOM_TEMPERATURE
-    temperature: Any = ROOM_TEMPERATURE
 
     def check(self) -> None:
         for name in POLY_FIELDS:
@@ -117,7 +116,6 @@ class MeasuredDevice(DeviceModel):
         check_range("device", "t0", self.t0, 0.0, lo_open=True)
         check_range("device", "activation_energy", self.activation_energy, 0.0)
         check_range("device", "reference_temperature", self.reference_temperature, 0.0, lo_open=True)
-        check_range("device", "temperature", self.temperature, 0.0, lo_open=True)
 
     # ---------------------------------------------------------------------------- closed-form pieces
 
