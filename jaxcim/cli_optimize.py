@@ -18,9 +18,13 @@ optional ``[optimize]`` table::
     learn = ["col_range", "split", "curve", "digital", "adc_range"]
     n_eval = 64             # held-out instances for the statistics
     chunk = 0               # instances per chunk in a training step (0: all at once)
-    output = "mapping"      # writes mapping.npz + mapping.json (atomic); relative to the study file's folder
+    output = "mapping"      # a path you choose: mapping.npz + mapping.json, relative to the study file's folder
 
-    jaxcim optimize study.toml && jaxcim run study.toml --mapping mapping
+Without ``output`` (as in the shipped studies) the mapping goes into the output folder (``--out``, default
+``jaxcim-results``) as ``<name>_mapping.npz`` / ``.json``, never beside the study; ``-o STEM`` names the files
+directly. Both are written atomically.
+
+    jaxcim optimize mvm --out maps && jaxcim run mvm --mapping maps/neurram-256x256_mapping
 """
 
 from __future__ import annotations
@@ -39,11 +43,12 @@ def load_study(path: str | Path):
     """(cfg, w, x, options) of an mvm study with an ``[optimize]`` table (see the module docstring).
 
     Raises:
-      jaxcim.study.StudyError: a missing or bad file, an unknown key, a value out of range.
+      jaxcim.io.StudyError: a missing or bad file, an unknown key, a value out of range.
     """
-    from jaxcim import study as st
+    from jaxcim import studies as st
+    from jaxcim.studies.mvm import mvm_data
 
-    s, cfg = st.load_study(path)
+    s, cfg = st.load_study(path, default="mvm")
     if s["study"] != "mvm":
         raise st.StudyError(f"jaxcim optimize needs an mvm study (weights, inputs, crossbar), got a "
                             f"{s['study']!r} study")
@@ -53,28 +58,36 @@ def load_study(path: str | Path):
     unknown = set(opts) - set(OPTIMIZE_KEYS)
     if unknown:
         raise st.StudyError(f"unknown key(s) {sorted(unknown)} in [optimize]; valid: {', '.join(OPTIMIZE_KEYS)}")
-    w, x, _ = st.mvm_data(s, cfg.dac.signed)
+    w, x, _ = mvm_data(s, cfg.dac.signed)
     opts = dict(opts)
-    file = st.resolve_study(path)
-    embedded = file.parent == st.default_study_path().parent
-    output = opts.get("output", f"{s['name']}_mapping")
-    if not isinstance(output, str) or not output.strip():
-        raise st.StudyError(f"[optimize] output must be a file stem (a non-empty string), got {output!r}")
-    out = Path(output)
-    opts["output"] = out if out.is_absolute() or embedded else file.parent / out
+    file = st.resolve_study(path, "mvm")
+    output = opts.get("output")
+    if output is not None:
+        if not isinstance(output, str) or not output.strip():
+            raise st.StudyError(f"[optimize] output must be a file stem (a non-empty string), got {output!r}")
+        out = Path(output)
+        opts["output"] = out if out.is_absolute() else file.parent / out
+        if st.is_embedded(opts["output"]):
+            raise st.StudyError(f"[optimize] output {out} is inside jaxcim's own studies folder; use --out")
+    opts["name"] = s["name"]
     return cfg, np.asarray(w), np.asarray(x), opts
 
 
 def add_optimize_arguments(parser: argparse.ArgumentParser) -> None:
+    from jaxcim.cli import DEFAULT_OUT, add_distributed_arguments
+
     parser.add_argument("study", help="mvm study TOML (as for jaxcim run) with an [optimize] table, or the "
-                        "embedded study name mvm")
-    parser.add_argument("-o", "--output", help="mapping file stem (writes STEM.npz and STEM.json); "
-                        "default [optimize].output")
+                        "shipped study name mvm")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder of the mapping, <name>_mapping.npz/.json "
+                        f"(default {DEFAULT_OUT})")
+    parser.add_argument("-o", "--output", help="mapping file stem instead (writes STEM.npz and STEM.json); "
+                        "default [optimize].output, else <out>/<name>_mapping")
     parser.add_argument("--steps", type=int, help="override [optimize].steps")
     parser.add_argument("--n-instances", type=int, help="override [optimize].n_instances")
     parser.add_argument("--seed", type=int, help="override [optimize].seed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_distributed_arguments(parser)
 
 
 def optimize_command(args: argparse.Namespace) -> int:
@@ -82,10 +95,13 @@ def optimize_command(args: argparse.Namespace) -> int:
     import jax
     import optax
 
+    from jaxcim import distributed
+    from jaxcim.cli import init_distributed
+    from jaxcim.io import StudyError
     from jaxcim.optimize import DEFAULT_LEARN, optimize_mapping, save_mapping
-    from jaxcim.study import StudyError
 
     try:
+        init_distributed(args)
         cfg, w, x, opts = load_study(args.study)
     except StudyError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -95,6 +111,8 @@ def optimize_command(args: argparse.Namespace) -> int:
             opts[name] = getattr(args, name)
     if getattr(args, "output", None):
         opts["output"] = Path(args.output)
+    elif opts.get("output") is None:
+        opts["output"] = Path(getattr(args, "out", None) or "jaxcim-results") / f"{opts['name']}_mapping"
     try:  # fail now, not after training, if the mapping cannot be written or the seed is not one
         _check_before_training(opts)
     except StudyError as e:
@@ -116,6 +134,8 @@ def optimize_command(args: argparse.Namespace) -> int:
         "loss_first": float(result.loss_history[0]), "loss_last": float(result.loss_history[-1]),
         "before": result.before, "after": result.after, "wall_time_s": result.wall_time_s,
     }
+    if not distributed.is_primary():
+        return 0
     try:
         npz, meta = save_mapping(opts["output"], result.mapping, metadata={**summary,
                                  "loss_history": result.loss_history.tolist()})
@@ -139,14 +159,13 @@ def optimize_command(args: argparse.Namespace) -> int:
 
 def _check_before_training(opts: dict) -> None:
     """Raise StudyError if the mapping files cannot be written or the seed is out of range."""
-    from jaxcim.io import check_writable_file
-    from jaxcim.optimize import _mapping_paths
-    from jaxcim.study import MAX_SEED, StudyError
+    from jaxcim.io import StudyError, check_writable_file, mapping_paths
+    from jaxcim.studies import MAX_SEED
 
     seed = opts.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise StudyError(f"[optimize] seed must be an integer in [0, {MAX_SEED}], got {seed!r}")
-    for path in _mapping_paths(opts["output"]):
+    for path in mapping_paths(opts["output"]):
         check_writable_file(path, "mapping file")
 
 

@@ -71,7 +71,7 @@ def test_run_without_matplotlib_still_succeeds(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     out = tmp_path / "out"
     assert cli.main(["run", str(_study(tmp_path, 8)), "--out", str(out), "--quiet"]) == 0
-    assert "pip install jaxcim[plots]" in capsys.readouterr().out
+    assert 'pip install "jaxcim[plots]"' in capsys.readouterr().out  # quoted: zsh expands [...]
     assert (out / "results.json").is_file() and not (out / "error_histogram.png").exists()
 
 
