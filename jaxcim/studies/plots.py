@@ -67,31 +67,37 @@ def save(fig, path: Path) -> str:
 
 def error_histogram(out: Path, rel_error: np.ndarray, times: Sequence[float], baseline: float,
                     cfg: Mapping[str, Any] | None) -> str | None:
-    """Histogram of the relative MVM error across instances, one colour per read time, on the data's range
-    (the noise-free baseline is drawn when it falls inside, else stated in the legend); integer count ticks."""
+    """Histogram of the relative MVM error across instances: one panel per read time, each on its own data range
+    (distributions at different times, and the noise-free baseline, can lie far apart), mean marked, integer
+    count ticks."""
     plt = pyplot()
     if plt is None:
         return None
     from matplotlib.ticker import MaxNLocator
 
     e = 100 * np.asarray(rel_error, float)
-    lo, hi = np.percentile(e, [0.5, 99.5])
-    pad = 0.05 * max(hi - lo, 1e-6 * max(abs(hi), 1e-12))
-    bins = np.linspace(lo - pad, hi + pad, 41)
-    fig, ax = plt.subplots(figsize=(6.4, 4))
-    for i, t in enumerate(times):
-        ax.hist(np.clip(e[:, i], bins[0], bins[-1]), bins=bins, alpha=0.55, label=f"t = {format_time(t)}")
-    b = 100 * baseline
-    if bins[0] <= b <= bins[-1]:
-        ax.axvline(b, color="k", ls="--", label=f"noise-free devices ({b:.2f} %)")
-    else:
-        ax.plot([], [], " ", label=f"noise-free devices: {b:.2f} %")
-    ax.set_xlim(bins[0], bins[-1])
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("relative MVM error ||y - xW|| / ||xW|| (%)")
-    ax.set_ylabel("instances")
-    title(ax, "MVM error across device instances", cfg, e.shape[0])
-    ax.legend(fontsize=8)
+    cols = min(len(times), 2 if len(times) == 4 else 3)
+    rows = -(-len(times) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols + 0.6, 2.6 * rows + 0.8), squeeze=False)
+    for i, (ax, t) in enumerate(zip(axes.flat, times, strict=False)):
+        lo, hi = np.percentile(e[:, i], [0.5, 99.5])
+        pad = 0.05 * max(hi - lo, 1e-3 * max(abs(hi), 1e-9))
+        bins = np.linspace(lo - pad, hi + pad, int(np.clip(2 * np.sqrt(len(e)), 8, 30)) + 1)
+        ax.hist(np.clip(e[:, i], bins[0], bins[-1]), bins=bins, color=f"C{i}", alpha=0.8)
+        ax.axvline(e[:, i].mean(), color="k", lw=1, label=f"mean {e[:, i].mean():.2f} %")
+        ax.set_xlim(bins[0], bins[-1])
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"read at t = {format_time(t)}", fontsize=9)
+        ax.legend(fontsize=7, loc="upper right")
+        if i % cols == 0:
+            ax.set_ylabel("instances")
+        if i >= len(times) - cols:
+            ax.set_xlabel("relative MVM error (%)")
+    for ax in list(axes.flat)[len(times):]:
+        ax.set_visible(False)
+    name = (cfg or {}).get("name") or "custom"
+    fig.suptitle(f"MVM error ||y - xW|| / ||xW|| across {e.shape[0]:,} device instances, {name} crossbar\n"
+                 f"(noise-free devices, converters only: {100 * baseline:.2f} %)", fontsize=9)
     return save(fig, out / "error_histogram.png")
 
 
