@@ -1,17 +1,14 @@
 """The README works as written: every command line of its ``bash`` code blocks runs, in a fresh temporary folder,
-within a time limit, and so does its Python example. A README that drifts from the code fails here.
+within a time limit. A README that drifts from the code fails here.
 
 Lines are run as written (``jaxcim ...`` through the console script's function `jaxcim.cli.main`, in one
 interpreter), except those listed in `EXCLUDED` (each with its reason): package installs, the whole test suite,
 commands that need several processes or a study file of the reader's own.
 """
 
-import os
 import re
 import shlex
 import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -21,8 +18,8 @@ from jaxcim import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-TIME_LIMIT_S = 300
-"""Most seconds the README's command lines may take together, and its Python example."""
+TIME_LIMIT_S = 600
+"""Most seconds the README's command lines may take together (a bound against hangs: about 2 minutes of CPU)."""
 
 EXCLUDED = {
     "pip install": "installs packages: CI installs jaxcim and its extras before the tests",
@@ -84,12 +81,3 @@ def test_every_command_line_of_the_readme_runs(tmp_path, monkeypatch):
     assert (tmp_path / "jaxcim-results" / "accuracy_vs_time.png").is_file()
     assert (tmp_path / "runs" / "mvm-learned" / "results.json").is_file()  # optimize -> run --mapping
     assert (tmp_path / "runs" / "sweep" / "sweep.png").is_file()
-
-
-@pytest.mark.slow
-def test_the_python_example_runs(tmp_path):
-    (block,) = code_blocks("python")[:1]
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(block)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=TIME_LIMIT_S,
-                          env=dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
