@@ -8,9 +8,9 @@ lives in a module of this package and registers itself here with `register`:
 - `jaxcim.studies.classifier`: a digits classifier trained, fine-tuned hardware-aware and evaluated on chips.
 
 `jaxcim.studies.sweep` runs an mvm study over a grid of config values (``jaxcim sweep``) and
-`jaxcim.studies.optimize` learns a mapping for an mvm study's weights (``jaxcim optimize``). Shipped studies are package data
-(``jaxcim/studies/NAME.toml``), run by name: ``jaxcim run mvm``. Every study writes the same ``results.json``
-schema (`jaxcim.studies.results`).
+`jaxcim.studies.optimize` learns a mapping for an mvm study's weights (``jaxcim optimize``). Shipped studies are
+package data (``jaxcim/studies/NAME.toml``), run by name: ``jaxcim run mvm``. Every study writes the same
+``results.json`` schema (`jaxcim.studies.results`).
 
 A study type of your own::
 
