@@ -10,7 +10,7 @@ in-memory computing.
     report = jc.energy.estimate(cfg, workload)                              # energy / latency / area
 """
 
-from jaxcim import circuit, converters, devices, energy, mapping, nn, presets, programming
+from jaxcim import circuit, converters, devices, energy, mapping, nn, presets, programming, studies
 from jaxcim.calibrate import calibrate
 from jaxcim.config import (
     ADCConfig,
@@ -27,8 +27,7 @@ from jaxcim.devices import fit_custom
 from jaxcim.montecarlo import monte_carlo, monte_carlo_stats, summarize, summarize_errors
 from jaxcim.optimize import LearnedMapping, OptimizeResult, load_mapping, optimize_mapping, save_mapping
 from jaxcim.programming import ProgramInfo
-
-__version__ = "0.1.0"
+from jaxcim.version import __version__
 
 __all__ = [
     "ADCConfig",
@@ -42,6 +41,7 @@ __all__ = [
     "OptimizeResult",
     "ProgramInfo",
     "ProgrammingConfig",
+    "__version__",
     "calibrate",
     "circuit",
     "conductances_at",
@@ -62,6 +62,7 @@ __all__ = [
     "read",
     "save_mapping",
     "simulate",
+    "studies",
     "summarize",
     "summarize_errors",
 ]

@@ -47,6 +47,48 @@ def check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
     return int(value)
 
 
+def check_number(name: str, value: Any, lo: float = 0, *, integer: bool = False, lo_open: bool = False,
+                 hi: float | None = None, say_integer: bool = True) -> int | float:
+    """A finite number >= ``lo`` (> ``lo`` with ``lo_open``) and <= ``hi``, as int (``integer``) or float.
+
+    Args:
+      name: the name in the message (a study key, ``[hwa] epochs``).
+      say_integer: name the integer requirement in the range message (``must be an integer >= 0``).
+
+    Raises:
+      TypeError: not a number (booleans are not numbers). ValueError: not finite, out of range, or (``integer``)
+        not a whole number; the message names ``name``.
+    """
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"{name} must be {kind}, got {type(value).__name__} {value!r}")
+    finite = not isinstance(value, float | np.floating) or math.isfinite(value)  # (isfinite overflows on huge ints)
+    if integer and finite and isinstance(value, float | np.floating) and not float(value).is_integer():
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if not finite or value < lo or (lo_open and value == lo):
+        what = f"{kind} " if integer and say_integer else ""
+        raise ValueError(f"{name} must be {what}{'>' if lo_open else '>='} {lo:g}, got {value!r}")
+    if hi is not None and value > hi:
+        raise ValueError(f"{name} must be <= {hi} ({hi:.3g}), got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def check_int_list(name: str, value: Any, lo: int = 1, hi: int = 2**31 - 1) -> list[int]:
+    """A non-empty list of integers in [lo, hi] (`check_number` for each)."""
+    if not isinstance(value, list | tuple) or not value:
+        raise TypeError(f"{name} must be a non-empty list of integers, got {type(value).__name__} {value!r}")
+    return [check_number(name, v, lo, integer=True, hi=hi) for v in value]
+
+
+def check_times(value: Any, name: str = "times") -> list[float]:
+    """Read times after programming: a number or a non-empty list of finite numbers >= 0 s, as floats."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list | tuple) or not value:
+        raise ValueError(f"{name} must be a non-empty list of seconds, got {value!r}")
+    return [check_number(name, t, 0.0) for t in value]
+
+
 def check_array(name: str, a, ndim: tuple[int, ...]) -> jax.Array:
     """A real, finite, non-empty array with ``ndim`` dimensions (one of), as a float array of at least 32 bits.
 

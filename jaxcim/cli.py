@@ -1,40 +1,43 @@
-"""The ``jaxcim`` console script.
+"""The ``jaxcim`` console script: parses arguments and hands them to the studies (`jaxcim.studies`).
 
-    jaxcim run                          # the embedded default study: digits classifier on NeuRRAM ReRAM chips
-    jaxcim run mvm                      # the embedded 256x256 MVM error study (NeuRRAM ReRAM, drift times)
+    jaxcim run                          # the shipped default study: digits classifier on NeuRRAM ReRAM chips
+    jaxcim run mvm                      # the shipped 256x256 MVM error study (NeuRRAM ReRAM, 1 s .. 2 days)
     jaxcim run study.toml --instances 4096 --times 1,3600,86400 --out results/ --resume
-    jaxcim run mvm --mapping learned    # read with a mapping from `jaxcim optimize`
-    jaxcim sweep adc.bits=4:10 t=1,3600,86400 --instances 128
-    jaxcim optimize study.toml          # learn a variation-aware mapping (jaxcim.cli_optimize)
+    jaxcim run mvm --mapping jaxcim-results/neurram-256x256_mapping   # a mapping from `jaxcim optimize`
+    jaxcim sweep adc.bits=4:10 t=1,3600,86400 --instances 128          # an mvm study over a grid
+    jaxcim optimize mvm --out maps/     # learn a variation-aware mapping (jaxcim.cli_optimize)
     jaxcim energy study.toml            # energy/latency/area account (jaxcim.cli_energy)
     jaxcim pareto study.toml            # accuracy vs TOPS/W grid
 
 Subcommands live in `SUBCOMMANDS`: name -> (help, add_arguments(parser), handler(args) -> exit status);
-a new one is one more entry. Heavy imports (jax) happen inside handlers, so ``jaxcim --help`` is fast.
-Mistakes a user can make (missing file, bad TOML, unknown key, out-of-range or mistyped value, unwritable output
-folder, an output folder another run is using, ``--resume`` of a different study or of a damaged checkpoint, a
-sweep grid of more than `MAX_GRID_POINTS` points) print one ``error:`` line and exit with status 2.
+a new one is one more entry. Mistakes a user can make (missing file, bad TOML, unknown key, out-of-range or
+mistyped value, unwritable output folder, an output folder another run is using or that holds another study's
+results, ``--resume`` of a different study or of a damaged checkpoint, a sweep grid of more than
+`jaxcim.studies.sweep.MAX_GRID_POINTS` points) print one ``error:`` line and exit with status 2.
 
-Multi-host: ``jaxcim run --distributed`` calls ``jax.distributed.initialize()`` (coordinator, process count
-and id from the cluster environment: SLURM, Open MPI, Cloud TPU, or the ``JAX_COORDINATOR_ADDRESS``,
-``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID`` variables); instances are then sharded over the devices of all hosts.
+Several processes (hosts): ``--distributed`` with ``--coordinator HOST:PORT --num-processes N --process-id I``
+(or the environment variables ``JAXCIM_COORDINATOR``, ``JAXCIM_NUM_PROCESSES``, ``JAXCIM_PROCESS_ID``; without
+them JAX detects SLURM or Open MPI) joins the processes (`jaxcim.distributed.initialize`); every process
+computes its share of each chunk and process 0 writes the files.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
-import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jaxcim.study import StudyError
+from jaxcim.io import StudyError
+from jaxcim.studies.sweep import MAX_GRID_POINTS, parse_values  # noqa: F401 - part of this module's interface
+from jaxcim.version import __version__
 
 DEFAULT_OUT = "jaxcim-results"
-MAX_GRID_POINTS = 10_000
-"""Most points of a ``jaxcim sweep`` grid (all settings and read times together)."""
+ENV = {"coordinator": "JAXCIM_COORDINATOR", "num_processes": "JAXCIM_NUM_PROCESSES", "process_id": "JAXCIM_PROCESS_ID"}
+"""The environment variables of the ``--distributed`` options."""
+PLOTS_HINT = ' (for plots: pip install "jaxcim[plots]")'
 
 
 def _times(text: str) -> list[float]:
@@ -44,29 +47,117 @@ def _times(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"--times must be comma-separated seconds, got {text!r}") from None
 
 
-def _init_distributed(args: argparse.Namespace) -> None:
-    if getattr(args, "distributed", False):
-        import jax
+# ----------------------------------------------------------------------------------------- several processes
 
-        jax.distributed.initialize()
+
+def add_distributed_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("several processes (one per host or accelerator)")
+    g.add_argument("--distributed", action="store_true",
+                   help="join a multi-process run; without the options below JAX detects SLURM or Open MPI")
+    g.add_argument("--coordinator", metavar="HOST:PORT", help=f"process 0's address (env {ENV['coordinator']})")
+    g.add_argument("--num-processes", type=int, metavar="N", help=f"number of processes (env {ENV['num_processes']})")
+    g.add_argument("--process-id", type=int, metavar="I", help=f"this process, 0..N-1 (env {ENV['process_id']})")
+    g.add_argument("--init-timeout", type=float, default=300.0, metavar="S",
+                   help="seconds to wait for every process to join (default 300)")
+
+
+def distributed_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The arguments of `jaxcim.distributed.initialize` from the options and environment, or None: one process.
+
+    Raises:
+      StudyError: an incomplete or inconsistent set (the message names the option).
+    """
+    opts: dict[str, Any] = {}
+    for name, env in ENV.items():
+        value = getattr(args, name, None)
+        if value is None and os.environ.get(env, "").strip():
+            value = os.environ[env].strip()
+            if name != "coordinator":
+                try:
+                    value = int(value)
+                except ValueError:
+                    raise StudyError(f"{env} must be an integer, got {value!r}") from None
+        opts[name] = value
+    given = [n for n, v in opts.items() if v is not None]
+    if not given and not getattr(args, "distributed", False):
+        return None
+    if given and len(given) != 3:
+        missing = ", ".join(f"--{n.replace('_', '-')} ({ENV[n]})" for n in ENV if opts[n] is None)
+        raise StudyError(f"a multi-process run needs the coordinator, the number of processes and this process's "
+                         f"id; missing: {missing}")
+    if given:
+        host, _, port = str(opts["coordinator"]).rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise StudyError(f"--coordinator must be HOST:PORT, got {opts['coordinator']!r}")
+        if opts["num_processes"] < 1:
+            raise StudyError(f"--num-processes must be >= 1, got {opts['num_processes']}")
+        if not 0 <= opts["process_id"] < opts["num_processes"]:
+            raise StudyError(f"--process-id must be in [0, {opts['num_processes'] - 1}], got {opts['process_id']}")
+    timeout = getattr(args, "init_timeout", 300.0)
+    if not timeout > 0:
+        raise StudyError(f"--init-timeout must be > 0 seconds, got {timeout}")
+    return {"coordinator_address": opts["coordinator"], "num_processes": opts["num_processes"],
+            "process_id": opts["process_id"], "timeout_s": timeout}
+
+
+def wait_for_coordinator(address: str, timeout_s: float) -> None:
+    """Wait until process 0's coordinator accepts connections at ``HOST:PORT``; StudyError after ``timeout_s``.
+
+    JAX's runtime aborts the process (no Python exception) when it cannot register with the coordinator, so
+    the other processes check first and fail with a message."""
+    import socket
+    import time
+
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=min(5.0, timeout_s)):
+                return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise StudyError(f"--distributed: no coordinator at {address} after {timeout_s:g} s ({e.strerror or e}"
+                                 "); start process 0 (--process-id 0) on that host, or check the address") from None
+            time.sleep(0.2)
+
+
+def init_distributed(args: argparse.Namespace) -> None:
+    """Join the multi-process run the options ask for (before anything touches a JAX device)."""
+    opts = distributed_options(args)
+    if opts is None:
+        return
+    from jaxcim import distributed
+
+    if opts["process_id"]:  # not process 0, which starts the coordinator
+        wait_for_coordinator(opts["coordinator_address"], opts["timeout_s"])
+
+    try:
+        distributed.initialize(**opts)
+    except (RuntimeError, ValueError) as e:
+        where = opts["coordinator_address"] or "the cluster environment"
+        raise StudyError(f"--distributed: cannot join the run through {where}: {str(e).splitlines()[0]}") from None
 
 
 # ----------------------------------------------------------------------------------------- run
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("study", nargs="?", help="study TOML, or the name of an embedded study: classifier (default: "
-                   "digits MLP on NeuRRAM ReRAM chips) or mvm (256x256 MVM error on NeuRRAM ReRAM)")
+    p.add_argument("study", nargs="?", help="study TOML, or the name of a shipped study: classifier (the default: "
+                   "digits MLP on NeuRRAM ReRAM chips, ~1 min on a laptop CPU) or mvm (256x256 MVM error on "
+                   "NeuRRAM ReRAM, 1 s to 2 days)")
     p.add_argument("--instances", type=int, help="device instances (Monte Carlo samples)")
     p.add_argument("--times", type=_times, help="read times after programming, s, e.g. 1,3600,86400")
     p.add_argument("--seed", type=int, help="seed of weights, inputs and instances")
-    p.add_argument("--batch", type=int, help="input vectors per read")
+    p.add_argument("--batch", type=int, help="input vectors per read (mvm studies)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--force", action="store_true", help="replace the results of another study in --out")
+    p.add_argument("--netcdf", action="store_true", help="also write results.nc (xarray; pip install "
+                   "\"jaxcim[netcdf]\")")
     p.add_argument("--memory-budget", type=float, help="working memory per chunk, bytes")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() (multi-host)")
     p.add_argument("--mapping", help="learned mapping (.npz/.json stem written by `jaxcim optimize`), mvm studies")
+    add_distributed_arguments(p)
 
 
 def _load_mapping(path: str):
@@ -78,22 +169,46 @@ def _load_mapping(path: str):
         raise StudyError(f"--mapping: {e}") from None
 
 
-def run_command(args: argparse.Namespace) -> int:
-    from jaxcim.io import job_lock_name, lock_output
-    from jaxcim.study import STUDY_TYPES, load_study, prepare_output
+def check_other_results(out: Path, study: dict[str, Any], force: bool) -> None:
+    """StudyError if ``out`` holds the results.json of another study (type or name), unless ``force``."""
+    import json
 
+    path = out / "results.json"
+    if force or not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text()).get("study", {})
+        kind, name = (old.get("study"), old.get("name")) if isinstance(old, dict) else (old, None)
+    except (OSError, ValueError, AttributeError):
+        kind, name = None, None
+    if (kind, name) != (study["study"], study["name"]):
+        other = f"study {name!r} ({kind})" if kind else "another study (unreadable results.json)"
+        raise StudyError(f"{out} holds the results of {other}; this run ({study['name']!r}, {study['study']}) "
+                         "would replace them: add --force, or choose another --out folder")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from jaxcim.io import job_lock_name, lock_output, prepare_output
+    from jaxcim.studies import STUDY_TYPES, load_study
+
+    init_distributed(args)
     overrides = {"instances": args.instances, "times": args.times, "seed": args.seed, "batch": args.batch,
                  "memory_budget": args.memory_budget}
     study, cfg = load_study(args.study, overrides)
-    extra = {}
+    extra: dict[str, Any] = {"netcdf": True} if args.netcdf else {}
     if args.mapping is not None:
         if study["study"] != "mvm":
             raise StudyError(f"--mapping applies to mvm studies, not {study['study']!r} studies")
         extra["mapping"] = _load_mapping(args.mapping)
+    if args.netcdf:
+        from importlib.util import find_spec
+
+        if find_spec("xarray") is None:
+            raise StudyError('--netcdf needs xarray: pip install "jaxcim[netcdf]"')
     out = prepare_output(args.out)
-    _init_distributed(args)
     stype = STUDY_TYPES[study["study"]]
     with lock_output(out, name=job_lock_name()):  # (the runner takes it again: reentrant)
+        check_other_results(out, study, args.force or args.resume)
         print(f"study {study['name']!r} ({study['study']}): {cfg.name} crossbar, {study['instances']} instances",
               file=sys.stderr, flush=True)
         try:
@@ -103,191 +218,49 @@ def run_command(args: argparse.Namespace) -> int:
     if stype.table is not None:
         print(stype.table(results))
     t = results.get("timings", {})
-    if t.get("instances_per_s"):
+    if t.get("instances_per_s") and t.get("first_chunk_s_incl_compile") is not None:
         print(f"{t['instances_run']} instances in {t['total_s']:.1f} s ({t['instances_per_s']:.0f} instances/s, "
               f"first chunk incl. compilation {t['first_chunk_s_incl_compile']:.1f} s)")
-    print(f"results in {out}/: {', '.join(results.get('files', ['results.json']))}" + (
-        ", " + ", ".join(results["plots"]) if results.get("plots") else
-        " (for plots: pip install jaxcim[plots])"))
+    plots = results.get("plots")
+    print(f"results in {out}/: {', '.join(results.get('files', ['results.json']))}" +
+          (", " + ", ".join(plots) if plots else PLOTS_HINT))
     return 0
 
 
 # ----------------------------------------------------------------------------------------- sweep
 
 
-def parse_values(text: str) -> list[Any]:
-    """``4:10`` -> 4..10 (integers, inclusive), ``0:1:0.25`` -> stepped range, ``a,b,c`` -> list
-    (numbers, true/false, or strings). A range of more than `MAX_GRID_POINTS` values is refused (StudyError)."""
-    if ":" in text and "," not in text:
-        parts = text.split(":")
-        try:
-            nums = [float(p) for p in parts]
-        except ValueError:
-            raise StudyError(f"bad range {text!r}: expected start:stop or start:stop:step") from None
-        if len(nums) not in (2, 3) or not all(math.isfinite(v) for v in nums):
-            raise StudyError(f"bad range {text!r}: expected start:stop[:step] with finite numbers")
-        if (len(nums) == 3 and nums[2] <= 0) or nums[1] < nums[0]:
-            raise StudyError(f"bad range {text!r}: expected start:stop[:step] with start <= stop and step > 0")
-        step = nums[2] if len(nums) == 3 else 1.0
-        count = math.floor((nums[1] - nums[0]) / step + 1e-9) + 1
-        if count > MAX_GRID_POINTS:
-            shown = f"{count:,}" if count < 10**15 else f"{float(count):.3g}"
-            raise StudyError(f"range {text!r} has {shown} values; a sweep takes at most {MAX_GRID_POINTS:,} grid "
-                             "points (use a larger step)")
-        vals = [nums[0] + i * step for i in range(count)]
-        return [int(v) if all(p.lstrip("-").isdigit() for p in parts) else v for v in vals]
-
-    def one(v: str):
-        v = v.strip()
-        if v.lower() in ("true", "false"):
-            return v.lower() == "true"
-        for conv in (int, float):
-            try:
-                return conv(v)
-            except ValueError:
-                pass
-        return v
-
-    vals = [one(v) for v in text.split(",") if v.strip()]
-    if not vals:
-        raise StudyError(f"no values in {text!r}")
-    return vals
-
-
-def _is_leaf(cfg, path: str) -> bool:
-    """Whether a config path is a traced leaf of ``cfg`` (float values keep one compilation) rather than static;
-    the device section's fields are those of ``cfg``'s device model."""
-    import dataclasses
-
-    from jaxcim.config import SECTIONS
-
-    section, _, field = path.partition(".")
-    if section not in SECTIONS:
-        return False
-    for f in dataclasses.fields(getattr(cfg, section)):
-        if f.name == field:
-            return f.metadata.get("pytree_node", True)
-    return False
-
-
 def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("settings", nargs="+", metavar="NAME=VALUES",
-                   help="config leaves to sweep, e.g. adc.bits=4:10 device.prog_noise_scale=0.5,1,2 "
+                   help="config fields to sweep, e.g. adc.bits=4:10 device.prog_noise_scale=0.5,1,2 "
                         "t=1,3600,86400 (t: read times after programming, s)")
-    p.add_argument("--study", help="study TOML giving the crossbar and the study keys (default: the embedded one)")
+    p.add_argument("--study", help="mvm study TOML or shipped study name giving the crossbar, weights and inputs "
+                   "(default: mvm, 256x256 NeuRRAM ReRAM)")
     p.add_argument("--instances", type=int, help="device instances per configuration")
     p.add_argument("--seed", type=int, help="seed of weights, inputs and instances")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    p.add_argument("--netcdf", action="store_true", help="also write sweep.nc (xarray)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_distributed_arguments(p)
 
 
 def sweep_command(args: argparse.Namespace) -> int:
-    from jaxcim.io import lock_output
-    from jaxcim.study import load_study, mvm_data, prepare_output
+    from jaxcim.io import prepare_output
+    from jaxcim.studies import load_study
+    from jaxcim.studies import sweep as sw
 
-    grid: dict[str, list[Any]] = {}
-    for item in args.settings:
-        name, eq, values = item.partition("=")
-        if not eq or not name or not values:
-            raise StudyError(f"bad setting {item!r}: expected NAME=VALUES, e.g. adc.bits=4:10")
-        grid[name.strip()] = parse_values(values)
-    points = math.prod(len(v) for v in grid.values())
-    if points > MAX_GRID_POINTS:
-        raise StudyError(f"the sweep grid has {points:,} points ({' x '.join(str(len(v)) for v in grid.values())}); "
-                         f"at most {MAX_GRID_POINTS:,} are allowed")
+    init_distributed(args)
+    grid = sw.parse_grid(args.settings)
     times = grid.pop("t", None)
-    study, cfg = load_study(args.study, {"instances": args.instances, "seed": args.seed,
-                                         "times": times})
+    study, cfg = load_study(args.study, {"instances": args.instances, "seed": args.seed, "times": times},
+                            default="mvm")
     if study["study"] != "mvm":
-        raise StudyError("jaxcim sweep runs mvm studies")
-    for name, vals in grid.items():  # check every value before running anything
-        leaf = _is_leaf(cfg, name)
-        for v in vals:
-            try:
-                cfg.replace(**{name: _leaf_value(leaf, v)})
-            except KeyError as e:
-                raise StudyError(e.args[0]) from None
-            except (TypeError, ValueError) as e:
-                raise StudyError(str(e)) from None
-    w, x, key = mvm_data(study, cfg.dac.signed)
-    out = prepare_output(args.out)
-    with lock_output(out):
-        return _sweep(study, cfg, grid, out, w, x, key)
-
-
-def _leaf_value(leaf: bool, v: Any) -> Any:
-    """A sweep value as the config takes it: integers as floats for traced leaves (one compilation)."""
-    return float(v) if leaf and isinstance(v, int) and not isinstance(v, bool) else v
-
-
-def _sweep(study: dict[str, Any], cfg, grid: dict[str, list[Any]], out: Path, w, x, key) -> int:
-    """Run a validated sweep with the output folder locked; writes sweep.json, sweep.txt, sweep.png."""
-    import numpy as np
-
-    from jaxcim import montecarlo as mc
-    from jaxcim.study import atomic_write_bytes, atomic_write_json, format_time
-
-    times = study["times"]
-    names = list(grid)
-    rows = []
-    for combo in itertools.product(*grid.values()) if grid else [()]:
-        changes = {n: _leaf_value(_is_leaf(cfg, n), v) for n, v in zip(names, combo, strict=True)}
-        c = cfg.replace(**changes)
-        errs = mc.monte_carlo_stats(c, w, x, key=key, n=study["instances"], times=times,
-                                    memory_budget=study["memory_budget"] or None)  # 0: the default
-        s = {k: np.asarray(v) for k, v in mc.summarize_errors(errs).items() if not k.startswith("col")}
-        for i, t in enumerate(times):
-            rows.append({**dict(zip(names, combo, strict=True)), "t": t,
-                         **{k: float(s[k][i]) for k in ("mean", "std", "p5", "p50", "p95")}})
-        print(f"  done {changes or 'base config'}", file=sys.stderr, flush=True)
-    head = "".join(f"{n:>22}" for n in names) + f"{'t':>10}{'mean':>9}{'p5':>9}{'p95':>9}"
-    lines = [head] + ["".join(f"{str(r[n]):>22}" for n in names) + f"{format_time(r['t']):>10}"
-                      f"{r['mean']:9.2%}{r['p5']:9.2%}{r['p95']:9.2%}" for r in rows]
-    print("\n".join(lines))
-    atomic_write_json(out / "sweep.json", {"study": study, "crossbar": cfg.to_dict(), "grid": grid,
-                                           "times": times, "rows": rows})
-    atomic_write_bytes(out / "sweep.txt", ("\n".join(lines) + "\n").encode())
-    plot = _sweep_plot(out, rows, names, times)
-    print(f"results in {out}/: sweep.json, sweep.txt" + (f", {plot}" if plot else
-                                                          " (for plots: pip install jaxcim[plots])"))
+        raise StudyError(f"jaxcim sweep runs mvm studies; {args.study} is a {study['study']!r} study: give an mvm "
+                         "study with --study (e.g. --study mvm, the default)")
+    sw.check_grid(cfg, grid)
+    prepare_output(args.out)
+    sw.run_sweep(study, cfg, grid, args.out, progress=not args.quiet, netcdf=args.netcdf)
     return 0
-
-
-def _sweep_plot(out: Path, rows, names, times) -> str | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    from jaxcim.study import format_time
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    if names and all(isinstance(r[names[0]], int | float) for r in rows):
-        xname, others = names[0], names[1:]
-        groups: dict[Any, list] = {}
-        for r in rows:
-            groups.setdefault((tuple(r[n] for n in others), r["t"]), []).append(r)
-        for (o, t), rs in groups.items():
-            label = ", ".join([f"{n}={v}" for n, v in zip(others, o, strict=True)] + [f"t={format_time(t)}"])
-            ax.plot([r[xname] for r in rs], [100 * r["mean"] for r in rs], "o-", label=label)
-        ax.set_xlabel(xname)
-    else:  # only times (or non-numeric settings): error vs time
-        groups = {}
-        for r in rows:
-            groups.setdefault(tuple(r[n] for n in names), []).append(r)
-        for o, rs in groups.items():
-            ax.plot([max(r["t"], 1e-3) for r in rs], [100 * r["mean"] for r in rs], "o-",
-                    label=", ".join(f"{n}={v}" for n, v in zip(names, o, strict=True)) or None)
-        ax.set_xscale("log")
-        ax.set_xlabel("time after programming (s)")
-    ax.set_ylabel("mean relative MVM error (%)")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "sweep.png", dpi=120)
-    plt.close(fig)
-    return "sweep.png"
 
 
 # ----------------------------------------------------------------------------------------- wiring
@@ -306,22 +279,20 @@ def _lazy(module: str, name: str):
     return add, run
 
 
-def _energy(name: str):
-    return _lazy("cli_energy", name)
-
-
 SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
-    "run": ("run a Monte Carlo study (default: the embedded NeuRRAM 256x256 study)", add_run_arguments, run_command),
-    "sweep": ("sweep config leaves and read times over a grid", add_sweep_arguments, sweep_command),
-    "energy": ("energy/latency/area account of a study", *_energy("energy")),
-    "pareto": ("accuracy vs TOPS/W over a grid of settings", *_energy("pareto")),
-    "optimize": ("learn a variation-aware weight-to-conductance mapping (writes .npz + .json)",
+    "run": ("run a study (default: the shipped digits classifier on NeuRRAM ReRAM chips; `jaxcim run mvm`: the "
+            "256x256 MVM error study)", add_run_arguments, run_command),
+    "sweep": ("run an mvm study over a grid of config values and read times", add_sweep_arguments, sweep_command),
+    "energy": ("energy/latency/area account of a study", *_lazy("cli_energy", "energy")),
+    "pareto": ("accuracy vs TOPS/W over a grid of settings", *_lazy("cli_energy", "pareto")),
+    "optimize": ("learn a variation-aware weight-to-conductance mapping (writes .npz + .json into --out)",
                  *_lazy("cli_optimize", "optimize")),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxcim", description="Simulate analog in-memory computing crossbars.")
+    parser.add_argument("--version", action="version", version=f"jaxcim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_, add, _) in SUBCOMMANDS.items():
         add(sub.add_parser(name, help=help_, description=help_))
@@ -348,4 +319,4 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-__all__ = ["SUBCOMMANDS", "build_parser", "main", "parse_values"]
+__all__ = ["DEFAULT_OUT", "ENV", "SUBCOMMANDS", "build_parser", "distributed_options", "main", "parse_values"]

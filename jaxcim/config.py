@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -442,16 +442,33 @@ def with_static_zeros(cfg: CrossbarConfig, zeros: frozenset[str]) -> CrossbarCon
     return replace_path(cfg, dict.fromkeys(zeros, 0.0)) if zeros else cfg
 
 
+PRESETS: dict[str, Callable[[], CrossbarConfig]] = {}
+"""Named configurations by name: a factory each (`register_preset`; `jaxcim.presets` registers the shipped ones)."""
+
+
+def register_preset(name: str, factory: Callable[[], CrossbarConfig]) -> Callable[[], CrossbarConfig]:
+    """Make ``factory()`` available as ``preset = "name"`` in TOML and as ``jaxcim.presets.get(name)``."""
+    PRESETS[name] = factory
+    return factory
+
+
+def preset(name: str) -> CrossbarConfig:
+    """The registered preset config called ``name``; unknown names list the valid ones."""
+    if not isinstance(name, str):
+        raise TypeError(f"preset name must be a string, got {type(name).__name__}")
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]()
+
+
 def from_dict(data: Mapping[str, Any], base: CrossbarConfig | None = None) -> CrossbarConfig:
     """Build a config from nested dicts (as read from TOML); unknown keys are an error.
 
-    A top-level ``preset = "name"`` starts from that preset; the other keys override it.
+    A top-level ``preset = "name"`` starts from that preset (`preset`); the other keys override it.
     """
-    from jaxcim import presets  # local: presets imports this module
-
     data = dict(data)
-    preset = data.pop("preset", None)
-    cfg = presets.get(preset) if preset is not None else (base or CrossbarConfig())
+    name = data.pop("preset", None)
+    cfg = preset(name) if name is not None else (base or CrossbarConfig())
     changes: dict[str, Any] = {}
     for key, value in data.items():
         if key in SECTIONS:
@@ -470,10 +487,10 @@ def load_config(path: str | Path, *, section: str | None = None) -> CrossbarConf
     """Read a `CrossbarConfig` from a TOML file; unknown keys raise ``KeyError`` listing the valid ones.
 
     Args:
-      path: the TOML file. Its tables are the config sections (``[device]``, ``[adc]``, ...); a top-level
-        ``preset = "reram-neurram"`` starts from a preset.
-      section: read the config from this table of the file instead of the top level (a study file keeps
-        its crossbar under ``[crossbar]``).
+      path: the TOML file: a config (its tables are the sections, ``[device]``, ``[adc]``, ...; a top-level
+        ``preset = "reram-neurram"`` starts from a preset), or a study file, whose crossbar is its ``[crossbar]``
+        table (a file with a ``[crossbar]`` table is read as a study file).
+      section: read the config from this table of the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -482,6 +499,8 @@ def load_config(path: str | Path, *, section: str | None = None) -> CrossbarConf
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{path}: not valid TOML: {e}") from None
+    if section is None and isinstance(data.get("crossbar"), Mapping):
+        section = "crossbar"
     if section is not None:
         data = data.get(section, {})
     return from_dict(data)

@@ -1,7 +1,10 @@
-"""Files of long-running jobs: atomic writes, the output-folder lock, fingerprinted checkpoint files, safe cleanup.
+"""jaxcim's file I/O: TOML study files, atomic writes, the output-folder lock, fingerprinted checkpoints, cleanup.
 
-Used by both study runners (`jaxcim.study.run_mvm`, `jaxcim.nn.study.run_classifier_study`) and by
-`jaxcim.nn.evaluate` (its ``checkpoint`` folder):
+Used by the studies (`jaxcim.studies`), the command line and `jaxcim.nn.evaluate` (its ``checkpoint`` folder):
+
+* `read_toml`: a TOML file as a dict, a missing or malformed file a one-line `StudyError`.
+* `mapping_paths`: the ``STEM.npz`` / ``STEM.json`` pair of a learned mapping (`jaxcim.save_mapping` writes it,
+  `jaxcim.load_mapping` reads it).
 
 * `atomic_write_bytes` / `atomic_write_json` / `atomic_write_npz`: a file is either complete or absent, even if
   the process is killed (written to ``.NAME.tmpPID`` in the same folder, then ``os.replace``).
@@ -12,6 +15,8 @@ Used by both study runners (`jaxcim.study.run_mvm`, `jaxcim.nn.study.run_classif
   checks the stamp, the array names, shapes and dtypes and raises `CheckpointError` (a damaged or foreign file)
   instead of returning wrong rows. `chunk_name` / `list_chunks`: the ``chunk_FIRST_STOP.npz`` files of chunks.
 * `read_state`: a checkpoint's ``state.json``, its keys checked; a damaged one is a `StudyError`.
+* `fingerprint`: the hash that stamps a study's files. `start_checkpoint` / `load_chunks`: resume from a
+  checkpoint folder (state checked, foreign or damaged chunks computed again) or start it over.
 * `clean_checkpoint`: empties a checkpoint folder of the files jaxcim writes there (recognized by name:
   `is_checkpoint_file`), never anything else.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import math
 import os
@@ -41,12 +47,57 @@ except ImportError:  # not a POSIX system: outputs are not locked
 class StudyError(ValueError):
     """A mistake in a study file or command line: reported in one line, exit status 2.
 
-    Defined here so that this module can raise it; `jaxcim.study` re-exports it (``jaxcim.study.StudyError``).
+    Defined here so that this module can raise it; `jaxcim.studies` re-exports it.
     """
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used: unreadable, truncated, of another study, or of the wrong shape."""
+
+
+# ----------------------------------------------------------------------------------------- reading
+
+
+def read_toml(path: str | os.PathLike) -> dict[str, Any]:
+    """The content of a TOML file.
+
+    Raises:
+      StudyError: the file is missing, unreadable, or not valid TOML (the message names the file).
+    """
+    import tomllib
+
+    p = Path(path)
+    if not p.is_file():
+        raise StudyError(f"study file not found: {p}")
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise StudyError(f"{p}: not valid TOML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise StudyError(f"{p}: cannot read: {e}") from None
+
+
+def mapping_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """The ``(STEM.npz, STEM.json)`` files of a learned mapping; ``path`` names the stem or either file."""
+    p = Path(path)
+    stem = p.with_suffix("") if p.suffix in (".npz", ".json") else p
+    return stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
+
+
+def saved_chunk_size(folder: str | os.PathLike | None, fingerprint: str | None = None) -> int | None:
+    """The chunk size recorded in a checkpoint folder (``chunks.json``: ``{"chunk_size", "fingerprint"}``), or
+    None: no folder, no record, a damaged record, or (``fingerprint`` given) the record of another study."""
+    if folder is None or not (Path(folder) / "chunks.json").is_file():
+        return None
+    try:
+        record = json.loads((Path(folder) / "chunks.json").read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(record, dict) or not is_positive_int(record.get("chunk_size")):
+        return None
+    if fingerprint is not None and record.get("fingerprint") != fingerprint:
+        return None
+    return record["chunk_size"]
 
 
 # ----------------------------------------------------------------------------------------- atomic writes
@@ -321,6 +372,75 @@ def clean_checkpoint(folder: str | os.PathLike, subfolders: Iterable[str] = ()) 
     return kept
 
 
+def fingerprint(meta: Any, arrays: Iterable[Any] = ()) -> str:
+    """SHA-256 of a JSON-able description (keys sorted; numpy values as numbers) and of arrays' bytes.
+
+    A study's fingerprint covers everything that determines its per-instance results, so that a checkpoint of
+    another study is recognized (`read_npz`)."""
+    h = hashlib.sha256(json.dumps(meta, sort_keys=True, default=json_default).encode())
+    for a in arrays:
+        h.update(np.ascontiguousarray(np.asarray(a)).tobytes())
+    return h.hexdigest()
+
+
+def start_checkpoint(ckpt: str | os.PathLike, fp: str, resume: bool, fields: Mapping[str, Callable[[Any], bool]],
+                     log: Callable[[str], Any], subfolders: Iterable[str] = (),
+                     what: str = "the configuration") -> dict[str, Any] | None:
+    """The state of a checkpoint folder to resume from (``state.json``, keys ``fields`` checked), or None: start
+    over, with jaxcim's files in ``ckpt`` (and its ``subfolders``) deleted (`clean_checkpoint`).
+
+    Raises:
+      StudyError: ``resume`` and the checkpoint belongs to a study with another fingerprint (``what`` says what
+        differs), or its state file is damaged.
+    """
+    ckpt = Path(ckpt)
+    state = None
+    if resume:
+        state = read_state(ckpt / "state.json", {"fingerprint": is_str, **fields})
+        if state is None:
+            log("no checkpoint found: starting from the beginning")
+        elif state["fingerprint"] != fp:
+            raise StudyError(f"--resume: the study in {ckpt.parent} was run with a different configuration "
+                             f"({what}); run without --resume to start over, or choose another --out folder")
+    if state is None:
+        kept = clean_checkpoint(ckpt, subfolders)
+        if kept:
+            log(f"{ckpt}: kept {len(kept)} file(s) that jaxcim did not write: {', '.join(p.name for p in kept[:5])}")
+    return state
+
+
+def load_chunks(ckpt: str | os.PathLike, fp: str, n: int, rows: Mapping[str, tuple[tuple[int, ...], Any]],
+                log: Callable[[str], Any]) -> tuple[int, list[dict[str, np.ndarray]]]:
+    """(instances done, chunk results) of the consecutive valid chunk files from instance 0 in ``ckpt``.
+
+    Args:
+      rows: ``{name: (shape of one instance's result, dtype)}``: what every chunk file must hold.
+
+    A chunk file that is damaged, short or of another study ends the sequence (its instances run again); chunk
+    files not used are deleted.
+    """
+    chunks = list_chunks(ckpt)
+    used: set[Path] = set()
+    parts, done = [], 0
+    while done < n:
+        for first, stop, f in chunks:
+            if first != done:
+                continue
+            try:
+                part = read_npz(f, fp, {k: ((stop - first, *shape), dtype) for k, (shape, dtype) in rows.items()})
+            except CheckpointError as e:
+                log(f"checkpoint {f.name}: {e}; its instances run again")
+                continue
+            parts.append(part)
+            used.add(f)
+            done = stop
+            break
+        else:
+            break
+    remove_files(f for _, _, f in chunks if f not in used)
+    return done, parts
+
+
 def is_str(v: Any) -> bool:
     return isinstance(v, str)
 
@@ -369,7 +489,9 @@ def read_state(path: str | os.PathLike, fields: Mapping[str, Callable[[Any], boo
 
 __all__ = [
     "CHUNK_RE", "CheckpointError", "FINGERPRINT_KEY", "LOCK_NAME", "StudyError", "atomic_write_bytes",
-    "atomic_write_json", "atomic_write_npz", "check_writable_file", "chunk_name", "clean_checkpoint",
-    "is_checkpoint_file", "job_lock_name", "json_default", "list_chunks", "lock_output", "prepare_output",
-    "read_npz", "read_state", "remove_files", "write_npz",
+    "atomic_write_json", "atomic_write_npz", "check_writable_file", "chunk_name", "clean_checkpoint", "fingerprint",
+    "is_checkpoint_file", "job_lock_name", "json_default", "list_chunks", "load_chunks", "lock_output",
+    "mapping_paths",
+    "prepare_output", "read_npz", "read_state", "read_toml", "remove_files", "saved_chunk_size", "start_checkpoint",
+    "write_npz",
 ]

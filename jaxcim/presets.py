@@ -15,12 +15,15 @@ from __future__ import annotations
 
 from jaxcim import devices
 from jaxcim.config import (
+    PRESETS,
     ADCConfig,
     CircuitConfig,
     CrossbarConfig,
     DACConfig,
     MappingConfig,
     ProgrammingConfig,
+    preset,
+    register_preset,
 )
 
 RERAM_G_MIN = 1e-6
@@ -65,19 +68,21 @@ def _pcm_ibm() -> CrossbarConfig:
     )
 
 
-_PRESETS = {"ideal": _ideal, "reram-neurram": _reram_neurram, "pcm-ibm": _pcm_ibm}
+for _name, _factory in (("ideal", _ideal), ("reram-neurram", _reram_neurram), ("pcm-ibm", _pcm_ibm)):
+    register_preset(_name, _factory)
 
 
 def names() -> list[str]:
-    """Names accepted by `get`."""
-    return sorted(_PRESETS)
+    """Names accepted by `get` (the shipped presets and those added with `register`)."""
+    return sorted(PRESETS)
 
 
 def get(name: str) -> CrossbarConfig:
     """The preset config called ``name`` (see the module docstring); unknown names list the valid ones."""
-    try:
-        return _PRESETS[name]()
-    except KeyError:
-        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(names())}") from None
-    except TypeError:
-        raise TypeError(f"preset name must be a string, got {type(name).__name__}") from None
+    return preset(name)
+
+
+register = register_preset
+"""``register(name, factory)``: a preset of your own, usable as ``preset = "name"`` in TOML."""
+
+__all__ = ["RERAM_G_MIN", "get", "names", "register"]

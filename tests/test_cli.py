@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from helpers import classifier_study
 
+import jaxcim
 from jaxcim import cli, study
 from jaxcim import montecarlo as mc
 
@@ -71,7 +72,7 @@ def test_run_without_matplotlib_still_succeeds(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     out = tmp_path / "out"
     assert cli.main(["run", str(_study(tmp_path, 8)), "--out", str(out), "--quiet"]) == 0
-    assert "pip install jaxcim[plots]" in capsys.readouterr().out
+    assert 'pip install "jaxcim[plots]"' in capsys.readouterr().out  # quoted: zsh expands [...]
     assert (out / "results.json").is_file() and not (out / "error_histogram.png").exists()
 
 
@@ -117,6 +118,11 @@ def test_classifier_study_through_the_cli(tmp_path, capsys):
     assert "hwa-trained" in printed and "1 d" in printed
     res = json.loads((out / "results.json").read_text())
     assert np.asarray(res["models"]["digital-trained"]["accuracies"]).shape == (4, 2)
+    assert _results(out)["metric"]["better"] == "higher" and res["timings"]["train_s"] > 0
+    assert [(r["series"], r["t"]) for r in res["statistics"]][:2] == [("digital-trained", 1.0),
+                                                                      ("digital-trained", 86400.0)]
+    np.testing.assert_allclose(res["statistics"][0]["mean"], np.mean(res["models"]["digital-trained"]["accuracies"],
+                                                                      axis=0)[0])
     assert (out / "accuracy_vs_time.png").stat().st_size > 1000
     assert cli.main(["run", str(p), "--out", str(out), "--batch", "3"]) == 2
     assert "--batch does not apply to a 'classifier' study" in capsys.readouterr().err
@@ -232,7 +238,9 @@ def test_sweep_adc_bits_and_times(tmp_path, capsys):
     err = {(r["adc.bits"], r["t"]): r["mean"] for r in rows}
     # without programming/read noise the converters dominate: quantization error ~ 2**-bits
     assert err[(8, 1.0)] < 0.25 * err[(4, 1.0)]
-    assert "adc.bits" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "adc.bits" in captured.out
+    assert "configurations 2/2 (100%)" in captured.err and "ETA" in captured.err  # progress of the grid
     assert (out / "sweep.png").is_file()
 
 
@@ -276,3 +284,112 @@ def test_classifier_kill_and_resume_gives_the_uninterrupted_results(tmp_path):
     p.write_text(p.read_text().replace("epochs = 3", "epochs = 4"))
     assert cli.main(["run", str(p), "--out", str(out), "--resume", "--quiet"]) == 2
     assert cli.main(["run", str(p), "--out", str(tmp_path / "new"), "--resume", "--quiet"]) == 0
+
+
+# ----------------------------------------------------------------------------------------- outputs, options
+
+
+SCHEMA_KEYS = {"schema", "study", "crossbar", "fingerprint", "versions", "device", "timings", "metric", "statistics",
+               "files", "plots"}
+"""The keys of results.json common to every study type (jaxcim.studies.results)."""
+
+
+def _results(out):
+    res = json.loads((out / "results.json").read_text())
+    assert SCHEMA_KEYS - {"plots"} <= set(res) and res["schema"] == "jaxcim.results/1"
+    assert {"series", "t", "mean", "p5", "p50", "p95"} <= set(res["statistics"][0])
+    return res
+
+
+def test_version_and_help_name_the_real_default(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"jaxcim {jaxcim.__version__}"
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "classifier (the default" in text and "--coordinator HOST:PORT" in text
+    assert study.load_study()[0]["study"] == "classifier"
+
+
+def test_one_schema_and_another_studys_folder_is_refused_without_force(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps({"study": {"study": "classifier", "name": "digits"}}))
+    assert cli.main(["run", str(_study(tmp_path, 8)), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "holds the results of study 'digits' (classifier)" in err and "--force" in err
+    assert cli.main(["run", str(_study(tmp_path, 8)), "--out", str(out), "--quiet", "--force"]) == 0
+    res = _results(out)
+    assert res["study"]["study"] == "mvm" and [r["series"] for r in res["statistics"]] == ["analog", "analog"]
+    assert res["timings"]["instances_run"] == 8 and res["metric"]["better"] == "lower"
+    assert cli.main(["run", str(_study(tmp_path, 8)), "--out", str(out), "--quiet"]) == 0  # the same study again
+
+
+def test_netcdf_holds_the_instances_with_the_config_as_attributes(tmp_path):
+    xr = pytest.importorskip("xarray")
+    out = tmp_path / "out"
+    assert cli.main(["run", str(_study(tmp_path, 8)), "--out", str(out), "--quiet", "--netcdf"]) == 0
+    z = np.load(out / "instances.npz")
+    with xr.open_dataset(out / "results.nc") as ds:
+        assert ds["col_rel_error"].dims == ("instance", "time", "column") and ds.sizes["column"] == 20
+        np.testing.assert_array_equal(ds["rel_error"].values, z["rel_error"])
+        assert ds["time"].values.tolist() == [1.0, 3600.0]
+        assert json.loads(ds.attrs["crossbar"])["device"]["model"] == "pcm-ibm"
+        assert json.loads(ds.attrs["study"])["instances"] == 8
+
+
+@pytest.mark.parametrize("args, env, match", [
+    (["--coordinator", "127.0.0.1:1234"], {}, "missing: --num-processes (JAXCIM_NUM_PROCESSES), --process-id"),
+    (["--coordinator", "localhost", "--num-processes", "2", "--process-id", "0"], {}, "must be HOST:PORT"),
+    (["--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"], {}, "--process-id must be in [0, 1]"),
+    ([], {"JAXCIM_COORDINATOR": "h:1", "JAXCIM_NUM_PROCESSES": "two", "JAXCIM_PROCESS_ID": "0"}, "must be an integer"),
+    (["--init-timeout", "0.3"], {"JAXCIM_COORDINATOR": "127.0.0.1:1", "JAXCIM_NUM_PROCESSES": "2",
+                                 "JAXCIM_PROCESS_ID": "1"}, "no coordinator at 127.0.0.1:1 after 0.3 s"),
+])
+def test_bad_distributed_options_are_one_error_line(tmp_path, capsys, monkeypatch, args, env, match):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert cli.main(["run", str(_study(tmp_path, 8)), "--out", str(tmp_path / "o"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and match in err, err
+
+
+def test_distributed_options_reach_initialize_and_only_process_0_writes(tmp_path, monkeypatch):
+    import jaxcim.distributed
+
+    calls = []
+    monkeypatch.setattr(jaxcim.distributed, "initialize", lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setenv("JAXCIM_PROCESS_ID", "1")
+    monkeypatch.setenv("JAXCIM_NUM_PROCESSES", "2")
+    monkeypatch.setattr(jaxcim.distributed, "is_primary", lambda: False)
+    out = tmp_path / "out"
+    assert cli.main(["run", str(_study(tmp_path, 8)), "--out", str(out), "--quiet", "--coordinator",
+                     "10.0.0.1:7000", "--init-timeout", "30"]) == 0
+    assert calls == [((), {"coordinator_address": "10.0.0.1:7000", "num_processes": 2, "process_id": 1,
+                           "timeout_s": 30.0})]
+    assert not list(out.glob("*.json")) and not list(out.glob("*.npz")) and not list(out.glob("*.png"))
+    assert not list(out.glob("checkpoint/*.npz"))
+
+
+def test_sweep_defaults_to_the_mvm_study_and_explains_a_classifier(tmp_path, capsys, monkeypatch):
+    from jaxcim.studies import sweep
+
+    seen = []
+    monkeypatch.setattr(sweep, "run_sweep", lambda s, cfg, grid, out, **k: seen.append((s, grid)))
+    assert cli.main(["sweep", "adc.bits=4:10", "device.prog_noise_scale=0.5,1,2", "t=1,3600,86400"]) == 0
+    (s, grid), = seen
+    assert s["name"] == "neurram-256x256" and s["times"] == [1.0, 3600.0, 86400.0] and len(grid["adc.bits"]) == 7
+    assert cli.main(["sweep", "--study", "classifier", "adc.bits=4,6"]) == 2
+    assert "give an mvm study with --study" in capsys.readouterr().err
+
+
+def test_optimize_writes_into_the_output_folder_never_the_package(tmp_path):
+    from jaxcim.studies import optimize as opt
+
+    opts = {"name": "neurram-256x256"}
+    assert opt.output_stem(opts, None, tmp_path / "maps") == tmp_path / "maps" / "neurram-256x256_mapping"
+    assert opt.output_stem(opts, str(tmp_path / "m"), "unused") == tmp_path / "m"
+    with pytest.raises(study.StudyError, match="jaxcim's own studies folder"):
+        opt.output_stem(opts, str(study.embedded_study_path("mvm").with_name("learned")), "x")
+    assert "output" not in opt.load_optimize_study("mvm")[3]  # the shipped study writes into --out

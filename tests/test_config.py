@@ -128,3 +128,29 @@ def test_config_is_a_pytree_with_leaves_and_static_fields():
     # leaves can be vmapped: a sweep over g_max in one compiled call
     f = jax.vmap(lambda g: cfg.replace(**{"device.g_max": g}).device.g_max * 2)
     assert f(jnp.asarray([1.0, 2.0])).tolist() == [2.0, 4.0]
+
+
+def test_load_config_reads_the_crossbar_of_study_files(tmp_path):
+    """A study file keeps its crossbar under [crossbar]: load_config reads that table (the shipped studies too)."""
+    for name in jc.studies.embedded_studies():
+        cfg = jc.load_config(jc.studies.embedded_study_path(name))
+        assert cfg.name == "reram-neurram" and cfg.mapping.rows == 256
+    p = tmp_path / "study.toml"
+    p.write_text('study = "mvm"\ninstances = 4\n[crossbar]\npreset = "pcm-ibm"\n[crossbar.adc]\nbits = 5\n')
+    cfg = jc.load_config(p)
+    assert cfg.name == "pcm-ibm" and cfg.adc.bits == 5 and cfg == jc.load_config(p, section="crossbar")
+    p.write_text('study = "mvm"\n')  # no [crossbar]: the top level is the config, and "study" is not a config key
+    with pytest.raises(KeyError, match="unknown config key 'study'"):
+        jc.load_config(p)
+
+
+def test_presets_of_your_own_register_by_name():
+    jc.presets.register("test-ideal-64", lambda: jc.presets.get("ideal").replace(
+        **{"mapping.rows": 64, "name": "test-ideal-64"}))
+    try:
+        assert "test-ideal-64" in jc.presets.names()
+        assert jc.config.from_dict({"preset": "test-ideal-64"}).mapping.rows == 64
+    finally:
+        jc.config.PRESETS.pop("test-ideal-64")
+    with pytest.raises(TypeError, match="preset name must be a string"):
+        jc.presets.get(3)

@@ -1,0 +1,83 @@
+"""The README works as written: every command line of its ``bash`` code blocks runs, in a fresh temporary folder,
+within a time limit. A README that drifts from the code fails here.
+
+Lines are run as written (``jaxcim ...`` through the console script's function `jaxcim.cli.main`, in one
+interpreter), except those listed in `EXCLUDED` (each with its reason): package installs, the whole test suite,
+commands that need several processes or a study file of the reader's own.
+"""
+
+import re
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from jaxcim import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+TIME_LIMIT_S = 600
+"""Most seconds the README's command lines may take together (a bound against hangs: about 2 minutes of CPU)."""
+
+EXCLUDED = {
+    "pip install": "installs packages: CI installs jaxcim and its extras before the tests",
+    "pytest": "runs the whole test suite, which includes this test",
+    "--num-processes": "starts one of several cooperating processes: multi-process runs are tested with real "
+                       "processes by the tests of jaxcim.distributed",
+    "export JAX_CPU_COLLECTIVES_IMPLEMENTATION": "belongs to the multi-process commands",
+    "study.toml": "names a study file of the reader's own",
+}
+"""Line fragments of README commands that this test does not run, and why."""
+
+
+def code_blocks(lang: str) -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+
+
+def shell_lines() -> list[str]:
+    """The command lines of the README's bash blocks that run here (comments stripped, `EXCLUDED` left out)."""
+    lines = []
+    for block in code_blocks("bash"):
+        for line in block.splitlines():
+            if line.strip() and not any(frag in line for frag in EXCLUDED):
+                lines.append(line)
+    return lines
+
+
+def test_the_readme_lists_what_it_does_not_run():
+    """Each exclusion still matches a README line (a stale one would hide nothing and must go)."""
+    text = "\n".join(code_blocks("bash"))
+    assert all(frag in text for frag in EXCLUDED), [f for f in EXCLUDED if f not in text]
+    assert len(shell_lines()) >= 6
+
+
+def run_line(line: str, cwd: Path) -> None:
+    """Run one README command line in ``cwd``: a plain ``jaxcim ...`` command through `jaxcim.cli.main` (what the
+    ``jaxcim`` console script calls: the lines share one interpreter and its compilations), anything else with
+    bash."""
+    args = shlex.split(line, comments=True)
+    if args and args[0] == "jaxcim" and not set(args) & {"&", "&&", "|", ";", ">", "<"}:
+        try:
+            status = cli.main(args[1:])
+        except SystemExit as e:  # --version, --help
+            status = e.code
+        assert status == 0, f"{line!r} exited with status {status}"
+        return
+    proc = subprocess.run(["bash", "-ec", line], cwd=cwd, capture_output=True, text=True, timeout=TIME_LIMIT_S)
+    assert proc.returncode == 0, f"{line!r}: {proc.stderr[-3000:]}"
+
+
+@pytest.mark.slow
+def test_every_command_line_of_the_readme_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    t0 = time.perf_counter()
+    for line in shell_lines():
+        run_line(line, tmp_path)
+        assert time.perf_counter() - t0 < TIME_LIMIT_S, f"the README's command lines take over {TIME_LIMIT_S} s"
+    assert (tmp_path / "jaxcim-results" / "results.json").is_file()  # the quick start's default study
+    assert (tmp_path / "jaxcim-results" / "accuracy_vs_time.png").is_file()
+    assert (tmp_path / "runs" / "mvm-learned" / "results.json").is_file()  # optimize -> run --mapping
+    assert (tmp_path / "runs" / "sweep" / "sweep.png").is_file()
