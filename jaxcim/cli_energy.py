@@ -46,7 +46,7 @@ TRAIN_DEFAULTS = {"epochs": 30, "batch_size": 64, "learning_rate": 3e-3}
 
 def study_path(path: str) -> Path:
     """A study file, or the embedded study of that name (as ``jaxcim run`` accepts it)."""
-    from jaxcim.study import resolve_study
+    from jaxcim.studies import resolve_study
 
     return resolve_study(path)
 
