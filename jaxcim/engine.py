@@ -38,6 +38,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxcim import io
 from jaxcim.checks import check_int
+from jaxcim.distributed import is_primary
 
 # ----------------------------------------------------------------------------------------- memory model
 
@@ -200,11 +201,6 @@ def to_host(tree: Any) -> Any:
     return jax.tree.map(one, tree)
 
 
-def is_primary() -> bool:
-    """Whether this process writes files (process 0; the only one without `jaxcim.distributed`)."""
-    return jax.process_index() == 0
-
-
 # ----------------------------------------------------------------------------------------- chunk runner
 
 
@@ -306,6 +302,16 @@ def compilations() -> int:
     return sum(f._cache_size() for f in (_fused, _program_stage, _measure_stage))
 
 
+def map_instances(kernel: Kernel, prog_args: Any, meas_args: Any, keys: jax.Array, *,
+                  batch_size: int | None = None) -> Any:
+    """Results of the instances with keys ``keys`` (n,), stacked, inside a traced computation (differentiable:
+    the training objective of `jaxcim.optimize_mapping`): all at once (vmap), or ``batch_size`` at a time."""
+    def one(k):
+        return kernel.measure(kernel.program(k, prog_args), k, meas_args)
+
+    return jax.lax.map(one, keys, batch_size=batch_size) if batch_size else jax.vmap(one)(keys)
+
+
 def chunks(n: int, chunk_size: int, start: int = 0) -> Iterator[tuple[int, int]]:
     """``(first, stop)`` of the chunks of instances ``start .. n-1``."""
     for first in range(start, n, chunk_size):
@@ -316,6 +322,24 @@ def chunks(n: int, chunk_size: int, start: int = 0) -> Iterator[tuple[int, int]]
 
 RECORD = "chunks.json"
 """The chunk store's record of its chunk size and fingerprint."""
+
+
+def recorded_chunk_size(folder: str | Path, fingerprint: str | None = None) -> int | None:
+    """The chunk size recorded in a `ChunkStore` folder, or None: no record, a damaged one, or (``fingerprint``
+    given) another study's."""
+    path = Path(folder) / RECORD
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(record, dict) or (fingerprint is not None and record.get("fingerprint") != fingerprint):
+        return None
+    size = record.get("chunk_size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        return None
+    return size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,19 +357,7 @@ class ChunkStore:
 
     def chunk_size(self) -> int | None:
         """The recorded chunk size, or None: no record, a damaged one, or another study's."""
-        path = Path(self.folder) / RECORD
-        if not path.is_file():
-            return None
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError):
-            return None
-        if not isinstance(record, dict) or record.get("fingerprint") != self.fingerprint:
-            return None
-        size = record.get("chunk_size")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            return None
-        return size
+        return recorded_chunk_size(self.folder, self.fingerprint)
 
     def open(self, chunk_size: int) -> None:
         """Create the folder and record the chunk size (primary process only)."""
@@ -390,5 +402,6 @@ __all__ = [
     "ACCELERATOR_MEMORY_FRACTION", "AXIS", "CPU_MEMORY_BUDGET", "ChunkStore", "DEFAULT_MEMORY_BUDGET", "Kernel",
     "MAX_INSTANCES", "check_memory_budget", "check_mesh", "check_stages", "chunk_peak_bytes", "chunk_size_for",
     "chunks", "compilations", "default_memory_budget", "default_mesh", "instance_ids", "instance_key", "is_primary",
-    "key_of", "plan_chunk_size", "replicate", "run_chunk", "shard_instances", "to_host",
+    "key_of", "map_instances", "plan_chunk_size", "recorded_chunk_size", "replicate", "run_chunk",
+    "shard_instances", "to_host",
 ]
