@@ -330,18 +330,27 @@ def _merge_moments(acc, col, n_valid):
     return total, mean, m2, lo, hi
 
 
-def _column_moments(chunks: list[tuple[int, int, jax.Array]], single: bool) -> dict[str, jax.Array]:
-    """``col_mean``, ``col_std`` (over instances, ddof 0), ``col_min``, ``col_max`` of per-column errors given
-    chunk by chunk as ``(first, stop, errors (size, n_times, out))``."""
-    acc = None
-    for first, stop, col in chunks:
-        if acc is None:
+class _ColumnMoments:
+    """Running ``col_mean``, ``col_std`` (over instances, ddof 0), ``col_min``, ``col_max`` of per-column errors
+    added chunk by chunk. Each chunk is merged on one device, so the numbers do not depend on how the chunk was
+    sharded (devices, processes)."""
+
+    def __init__(self):
+        self.acc = None
+
+    def add(self, col: jax.Array, n_valid: int) -> None:
+        """Merge a chunk's errors (size, ..., out), of which the first ``n_valid`` are instances."""
+        if not isinstance(col, np.ndarray | jax.core.Tracer):
+            col = jax.device_put(col, jax.local_devices()[0])
+        if self.acc is None:
             z = jnp.zeros(col.shape[1:], col.dtype)
-            acc = (jnp.zeros((), col.dtype), z, z, z + jnp.inf, z - jnp.inf)
-        acc = _merge_moments(acc, col, jnp.int32(stop - first))
-    count, mean, m2, lo, hi = acc
-    out = {"col_mean": mean, "col_std": jnp.sqrt(m2 / count), "col_min": lo, "col_max": hi}
-    return {k: v[0] if single else v for k, v in out.items()}
+            self.acc = (jnp.zeros((), col.dtype), z, z, z + jnp.inf, z - jnp.inf)
+        self.acc = _merge_moments(self.acc, col, jnp.int32(n_valid))
+
+    def result(self, single: bool) -> dict[str, jax.Array]:
+        count, mean, m2, lo, hi = self.acc
+        out = {"col_mean": mean, "col_std": jnp.sqrt(m2 / count), "col_min": lo, "col_max": hi}
+        return {k: v[0] if single else v for k, v in out.items()}
 
 
 def monte_carlo_stats(
@@ -373,12 +382,16 @@ def monte_carlo_stats(
         reference = jnp.matmul(jnp.atleast_2d(xw), check_array("w", w, (2,)),
                                precision=jax.lax.Precision.HIGHEST)
     reference = jnp.atleast_2d(jnp.asarray(reference))
-    chunks = list(iter_chunks(cfg, w, x, key=key, n=n, t=t, times=times, reduce=error_stats, aux=reference,
-                              keep_padding=True, **kwargs))
-    if columns == "instances":
-        return _gather([out for _, _, out in chunks], n, single)
-    rel = _gather([out["rel_error"] for _, _, out in chunks], n, single)
-    return {"rel_error": rel, **_column_moments([(a, b, out["col_rel_error"]) for a, b, out in chunks], single)}
+    parts, moments = [], _ColumnMoments()
+    for first, stop, out in iter_chunks(cfg, w, x, key=key, n=n, t=t, times=times, reduce=error_stats,
+                                        aux=reference, keep_padding=True, **kwargs):
+        if columns == "instances":
+            parts.append(out)
+        else:  # only this chunk's column errors are alive
+            parts.append({"rel_error": out["rel_error"]})
+            moments.add(out["col_rel_error"], stop - first)
+    stats = _gather(parts, n, single)
+    return stats if columns == "instances" else {**stats, **moments.result(single)}
 
 
 PERCENTILES = (5.0, 50.0, 95.0)
