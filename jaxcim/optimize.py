@@ -311,7 +311,7 @@ def mvm_errors(
     n = int(keys.shape[0])
     size = engine.plan_chunk_size(
         n, lambda: instance_bytes(cfg, w.shape[0], w.shape[1], x.shape[0], len(times), jnp.dtype(w.dtype).itemsize),
-        mesh=mesh, chunk_size=chunk)
+        mesh=mesh, chunk_size=None if chunk is None else min(chunk, n))
     prog, meas, keys = engine.replicate(((cfg, w, x_calib, scale, mapping), (cfg, x, y_ref, ref_norm), keys), mesh)
     kernel = _ErrorKernel(times=tuple(times))
     parts = [engine.to_host(engine.run_chunk(kernel, prog, meas, keys, jnp.uint32(first), jnp.uint32(n), mesh=mesh,
