@@ -31,8 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxcim as jc
+from jaxcim import engine, rng
 from jaxcim import montecarlo as mc
-from jaxcim import rng
 
 ROWS = COLS = 256
 BATCH = 64
@@ -84,8 +84,7 @@ def main(argv=None):
                    "fused program on accelerators), or force one or two to compare them on this machine")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "montecarlo.json")
     args = p.parse_args(argv)
-    if args.programs != "auto":
-        mc._runs_in_stages = lambda mesh, two=args.programs == "two": two  # noqa: E731 (benchmark-only override)
+    stages = {"auto": "auto", "one": 1, "two": 2}[args.programs]  # jaxcim.engine's stages= argument
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
         [256, 1024] if args.quick else [256, 1024, 4096, 16384, 65536])
 
@@ -101,10 +100,10 @@ def main(argv=None):
             chunk = mc.chunk_size_for(budget, per, n, len(jax.devices()))
             t0 = time.perf_counter()
             jax.block_until_ready(mc.monte_carlo_stats(cfg, w, x, key=jax.random.key(2), n=chunk, t=T_READ,
-                                                       chunk_size=chunk))
+                                                       chunk_size=chunk, stages=stages))
             first_s = time.perf_counter() - t0
             run_s = _time(lambda cfg=cfg, n=n, chunk=chunk: mc.monte_carlo_stats(
-                cfg, w, x, key=jax.random.key(3), n=n, t=T_READ, chunk_size=chunk), args.repeat)
+                cfg, w, x, key=jax.random.key(3), n=n, t=T_READ, chunk_size=chunk, stages=stages), args.repeat)
             rate = n / run_s
             compile_s = max(first_s - chunk / rate, 0.0)
             f_jax, _ = floor_rate(lambda k: jnp.sum(jax.random.normal(k, DRAWS)), n, chunk)
@@ -130,8 +129,7 @@ def main(argv=None):
         device=str(jax.devices()[0].device_kind), platform=jax.default_backend(), n_devices=len(jax.devices()),
         cpu_count=os.cpu_count(), machine=platform.machine(), array=[ROWS, COLS], batch=BATCH, t_read_s=T_READ,
         draws_per_instance=int(np.prod(DRAWS)), memory_budget_bytes=args.budget or mc.default_memory_budget(),
-        programs_per_chunk=args.programs if args.programs != "auto" else
-        ("two" if mc._runs_in_stages(mc.default_mesh()) else "one"),
+        programs_per_chunk=engine.check_stages(stages, mc.default_mesh()),
         note="MC/floor time = MC time / time to draw the same normals with jax.random (< 1: faster);"
              " shared 2-core CPU: timings noisy when other jobs run",
     )

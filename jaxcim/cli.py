@@ -100,27 +100,6 @@ def distributed_options(args: argparse.Namespace) -> dict[str, Any] | None:
             "process_id": opts["process_id"], "timeout_s": timeout}
 
 
-def wait_for_coordinator(address: str, timeout_s: float) -> None:
-    """Wait until process 0's coordinator accepts connections at ``HOST:PORT``; StudyError after ``timeout_s``.
-
-    JAX's runtime aborts the process (no Python exception) when it cannot register with the coordinator, so
-    the other processes check first and fail with a message."""
-    import socket
-    import time
-
-    host, _, port = address.rpartition(":")
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=min(5.0, timeout_s)):
-                return
-        except OSError as e:
-            if time.monotonic() >= deadline:
-                raise StudyError(f"--distributed: no coordinator at {address} after {timeout_s:g} s ({e.strerror or e}"
-                                 "); start process 0 (--process-id 0) on that host, or check the address") from None
-            time.sleep(0.2)
-
-
 def init_distributed(args: argparse.Namespace) -> None:
     """Join the multi-process run the options ask for (before anything touches a JAX device)."""
     opts = distributed_options(args)
@@ -128,12 +107,9 @@ def init_distributed(args: argparse.Namespace) -> None:
         return
     from jaxcim import distributed
 
-    if opts["process_id"]:  # not process 0, which starts the coordinator
-        wait_for_coordinator(opts["coordinator_address"], opts["timeout_s"])
-
-    try:
+    try:  # processes other than 0 first wait for the coordinator (JAX's client would abort the process)
         distributed.initialize(**opts)
-    except (RuntimeError, ValueError) as e:
+    except (RuntimeError, ValueError, TypeError, ConnectionError) as e:
         where = opts["coordinator_address"] or "the cluster environment"
         raise StudyError(f"--distributed: cannot join the run through {where}: {str(e).splitlines()[0]}") from None
 

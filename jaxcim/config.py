@@ -26,6 +26,8 @@ import jax
 import numpy as np
 from flax import struct
 
+from jaxcim.compensation import as_drift_compensation, to_plain
+
 if TYPE_CHECKING:
     from jaxcim.devices import DeviceModel
 
@@ -320,9 +322,10 @@ class CrossbarConfig:
 
     Attributes:
       device, programming, mapping, dac, adc, circuit: the sections above.
-      drift_compensation: rescale outputs at read time by the ratio of an all-ones probe read right
-        after programming to the same probe read at time t (global drift compensation, Joshi et al.,
-        Nat. Commun. 2020). Static.
+      drift_compensation: a `jaxcim.compensation.DriftCompensation` applied at read time, or None. ``True``
+        is `jaxcim.compensation.GlobalDriftCompensation` (outputs rescaled by the ratio of an all-ones probe
+        read right after programming to the same probe read at time t; Joshi et al., Nat. Commun. 2020),
+        ``False`` is None. Static.
       name: a label for tables and files. Static.
     """
 
@@ -332,11 +335,11 @@ class CrossbarConfig:
     dac: DACConfig = dataclasses.field(default_factory=DACConfig)
     adc: ADCConfig = dataclasses.field(default_factory=ADCConfig)
     circuit: CircuitConfig = dataclasses.field(default_factory=CircuitConfig)
-    drift_compensation: bool = struct.field(pytree_node=False, default=False)
+    drift_compensation: Any = struct.field(pytree_node=False, default=None)
     name: str = struct.field(pytree_node=False, default="custom")
 
     def __post_init__(self):
-        check_bool("", "drift_compensation", self.drift_compensation)
+        object.__setattr__(self, "drift_compensation", as_drift_compensation(self.drift_compensation))
         if not isinstance(self.name, str):
             raise TypeError(f"name must be a string, got {type(self.name).__name__} {self.name!r}")
 
@@ -408,6 +411,7 @@ def _plain(value: Any) -> Any:
 
 def to_dict(cfg: CrossbarConfig) -> dict[str, Any]:
     out: dict[str, Any] = {k: getattr(cfg, k) for k in TOP_FIELDS}
+    out["drift_compensation"] = to_plain(cfg.drift_compensation)
     for section in SECTIONS:
         sec = getattr(cfg, section)
         out[section] = {f.name: _plain(getattr(sec, f.name)) for f in dataclasses.fields(sec)}

@@ -230,6 +230,16 @@ def _program(cfg: CrossbarConfig, w, key, x_calib, scale, learned=None, *, zeros
     )
 
 
+def check_mapping(learned: Any, cfg: CrossbarConfig, w_shape: tuple[int, ...]) -> None:
+    """TypeError unless ``learned`` is None or a `jaxcim.mapping.WeightMapping`; its own shape check."""
+    if learned is None:
+        return
+    if not isinstance(learned, mapping.WeightMapping):
+        raise TypeError(f"mapping must be a jaxcim.optimize.LearnedMapping (or another jaxcim.mapping.WeightMapping), "
+                        f"got {type(learned).__name__}")
+    learned.check(cfg, w_shape)
+
+
 def program(
     cfg: CrossbarConfig, w: jax.Array, *, key: jax.Array, x_calib: jax.Array | None = None,
     scale: jax.Array | None = None, mapping: Any = None,
@@ -260,11 +270,7 @@ def program(
         x_calib = jnp.atleast_2d(x_calib).astype(w.dtype)
     if scale is not None:
         scale = check_array("scale", scale, (0, 1))
-    if mapping is not None:
-        check = getattr(mapping, "check", None)
-        if check is None:
-            raise TypeError(f"mapping must be a jaxcim.optimize.LearnedMapping, got {type(mapping).__name__}")
-        check(cfg, w.shape)
+    check_mapping(mapping, cfg, w.shape)
     return _program(cfg, w, key, x_calib, scale, mapping, zeros=static_zeros(cfg))
 
 
@@ -317,8 +323,8 @@ def _read(cfg: CrossbarConfig, state: CrossbarState, x, key, t, *, zeros=frozens
         acc = acc + per_tile[:, i]
     y = mapping.from_tiles(cfg.mapping, acc, state.out_features)
     y = y / (cfg.dac.v_read * mapping.conductance_unit(cfg)) * x_scale * state.w_scale
-    if cfg.drift_compensation:
-        y = y * state.probe0 / _probe(cfg, g_pos, g_neg, state.in_features)
+    if cfg.drift_compensation is not None:
+        y = cfg.drift_compensation.compensate(y, state.probe0, _probe(cfg, g_pos, g_neg, state.in_features))
     if state.out_gain is not None:
         y = y * state.out_gain
     if state.out_offset is not None:

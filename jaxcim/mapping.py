@@ -11,17 +11,38 @@ tiles of ``rows x cols`` physical arrays. Array layout used throughout jaxcim:
 Inputs of row tile r drive rows r*rows .. (r+1)*rows - 1; outputs of column tile c come from columns
 c*cols .. (c+1)*cols - 1 (offset mapping uses one column of each array for the reference, so cols - 1
 weight columns per array). Partial sums of row tiles are added digitally.
+
+A learned mapping (`jaxcim.optimize.LearnedMapping`, or a user's own) implements `WeightMapping`: `jaxcim.program`
+calls its methods in place of `conductance_targets` and never asks which mapping it has.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
 
 from jaxcim.config import CrossbarConfig, MappingConfig
 from jaxcim.converters import ste_round
+
+
+@runtime_checkable
+class WeightMapping(Protocol):
+    """A weight-to-conductance mapping that replaces the plain one (`conductance_targets`) in `jaxcim.program`."""
+
+    def check(self, cfg: CrossbarConfig, w_shape: tuple[int, ...]) -> None:
+        """Raise ValueError naming the field if the mapping does not fit ``cfg`` and weights of ``w_shape``."""
+
+    def conductance_targets(self, cfg: CrossbarConfig, w: jax.Array, scale: jax.Array | None = None):
+        """``(g_pos, g_neg, coeffs, w_scale)`` as `conductance_targets` returns them."""
+
+    def adjust_adc_range(self, adc_range: jax.Array) -> jax.Array:
+        """The ADC full scale per array (A, (slices, row_tiles, col_tiles)) this mapping uses."""
+
+    def output_correction(self, out_features: int, dtype) -> tuple[Any, Any]:
+        """``(out_gain, out_offset)`` applied after the ADC, each (out_features,) or None."""
 
 
 def weight_columns(m: MappingConfig) -> int:
@@ -126,5 +147,5 @@ def conductance_unit(cfg: CrossbarConfig):
 
 __all__ = [
     "conductance_targets", "conductance_unit", "from_tiles", "slice_weights", "tile_counts", "to_tiles",
-    "weight_columns", "weight_scale", "ste_round",
+    "weight_columns", "weight_scale", "ste_round", "WeightMapping",
 ]

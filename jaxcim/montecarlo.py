@@ -18,28 +18,28 @@ study). The reads of one instance share their read-noise key (common random numb
 marginal distribution is that of an independent read, so statistics across instances at each time are
 exact, and the result at time ``t`` is the same whichever other times are in the list.
 
-Instances are processed in chunks whose size comes from ``memory_budget`` (bytes of working memory per
-chunk), padded to a multiple of the device count. Each chunk is one call of a jit-compiled function of
-(config leaves, weights, inputs, instance indices, times) (on CPUs two: programming, then reading, which XLA's
-CPU fusion runs ~1.6-1.9x faster): sweeping traced config leaves (noise scales, ADC range, wire resistance) or
-times reuses one compilation. Instance indices are sharded over a
-``jax.sharding.Mesh`` with one ``"instances"`` axis spanning ``jax.devices()``; on a cluster, call
-``jax.distributed.initialize()`` first (``jaxcim run --distributed``) and the mesh spans every host.
+Instances run on `jaxcim.engine`: chunks sized by ``memory_budget`` (bytes of working memory per chunk) and
+padded to a multiple of the device count, each chunk one call of a compiled function of (config leaves,
+weights, inputs, instance indices, times) (``stages=2``, the CPU default: two, programming then reading):
+sweeping traced config leaves (noise scales, ADC range, wire resistance) or times reuses one compilation.
+Instance indices are sharded over a ``jax.sharding.Mesh`` with one ``"instances"`` axis spanning every device;
+with several processes (`jaxcim.distributed.initialize` first) the mesh spans every process, each computes its
+share, and every process receives the whole result.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
-from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
-from jaxcim import mapping
+from jaxcim import engine
+from jaxcim import mapping as mp
 from jaxcim.checks import (
     check_array,
     check_cfg,
@@ -52,24 +52,17 @@ from jaxcim.checks import (
     check_weights,
 )
 from jaxcim.config import CrossbarConfig, static_zeros, with_static_zeros
-from jaxcim.core import program, read
-
-CPU_MEMORY_BUDGET = 256 << 20
-"""Working memory per chunk on CPUs, bytes (256 MiB): chunks of ~50 256x256 instances, whose programmed states
-(~1 MB each) stay in the last-level cache between a chunk's two programs (programming, then reading). On the
-project's 2-core Xeon (260 MiB L3), n = 4096, old and new budgets alternated: PCM 771 -> 1090 and ReRAM
-629 -> 1045 instances/s (chunks of 224 -> 56); chunks of 24-96 all ran within ~10 % of each other
-(benchmarks/README.md)."""
-
-DEFAULT_MEMORY_BUDGET = 1 << 30
-"""Working memory per chunk (1 GiB) on accelerators that report no memory size, and the least an accelerator
-gets (`default_memory_budget`)."""
-
-ACCELERATOR_MEMORY_FRACTION = 0.25
-"""Share of each accelerator's memory (``memory_stats()["bytes_limit"]``) a chunk may use by default: leaves
-room for the caller's arrays and XLA's buffers. On an 80 GB H100 (XLA's limit: 75 % of it) this gives ~15 GiB
-and chunks of ~3,300 256x256 instances, where 1 GiB chunks (224 instances) ran ~10x fewer instances/s
-(NeuRRAM preset, n = 65536: 27,500/s vs 363,000-381,000/s; benchmarks/README.md)."""
+from jaxcim.core import check_mapping, program, read
+from jaxcim.engine import (  # noqa: F401 - re-exported: the memory model and keys live in the engine
+    ACCELERATOR_MEMORY_FRACTION,
+    CPU_MEMORY_BUDGET,
+    DEFAULT_MEMORY_BUDGET,
+    MAX_INSTANCES,
+    chunk_size_for,
+    default_memory_budget,
+    default_mesh,
+    instance_key,
+)
 
 _CELL_ARRAYS = 5
 """Live per-cell arrays of one instance (programmed G, drift/relaxation parameters, noise words), an upper
@@ -80,15 +73,6 @@ _CELL_ARRAYS_PER_TIME = 3
 
 
 # ----------------------------------------------------------------------------------------- helpers
-
-
-MAX_INSTANCES = 2**32 - 1
-"""Most instances in one study: instance indices are uint32 (``jax.random.fold_in`` takes 32-bit data)."""
-
-
-def instance_key(key: jax.Array, i) -> jax.Array:
-    """The key of instance ``i`` of a study with key ``key``: ``jax.random.fold_in(key, i)``."""
-    return jax.random.fold_in(key, i)
 
 
 def _as_times(t, times) -> tuple[jax.Array, bool]:
@@ -113,7 +97,7 @@ def instance_bytes(cfg: CrossbarConfig, in_features: int, out_features: int, bat
       n_times: read times per instance. itemsize: bytes per float (4 for float32).
     """
     m = cfg.mapping
-    tr, tc = mapping.tile_counts(m, in_features, out_features)
+    tr, tc = mp.tile_counts(m, in_features, out_features)
     cells = 2 * m.slices * tr * tc * m.rows * m.cols
     cycles = (cfg.dac.bits - (1 if cfg.dac.signed else 0)) if cfg.dac.bit_serial else 1
     currents = 4 * batch * cycles * m.slices * tr * tc * m.cols
@@ -121,121 +105,42 @@ def instance_bytes(cfg: CrossbarConfig, in_features: int, out_features: int, bat
     return itemsize * (_CELL_ARRAYS * cells + currents + n_times * per_time)
 
 
-def chunk_size_for(memory_budget: int, per_instance: int, n: int, n_devices: int = 1) -> int:
-    """Instances per chunk: as many as fit ``memory_budget`` bytes, at most ``n`` (rounded up to a whole
-    number per device), at least one per device, a multiple of ``n_devices``."""
-    c = max(1, min(int(memory_budget // max(per_instance, 1)), n))
-    c = -(-c // n_devices) * n_devices
-    return max(c, n_devices)
+# ----------------------------------------------------------------------------------------- kernel
+
+_PER_INSTANCE_FIELDS = ("g_pos", "g_neg", "time_pos", "time_neg", "coeffs", "w_scale", "adc_range", "adc_offset",
+                        "adc_gain", "probe0", "out_gain", "out_offset", "adc_circuit")
 
 
-def default_memory_budget(devices: Sequence[jax.Device] | None = None) -> int:
-    """Default working memory per chunk, bytes: 256 MiB on CPUs (`CPU_MEMORY_BUDGET`); on accelerators
-    `ACCELERATOR_MEMORY_FRACTION` of the smallest device's memory times the number of devices (a chunk is
-    split evenly over them), at least `DEFAULT_MEMORY_BUDGET`."""
-    devs = list(devices) if devices is not None else jax.devices()
-    limits = []
-    for d in devs:
-        if d.platform == "cpu":
-            return CPU_MEMORY_BUDGET
-        try:
-            limits.append(int((d.memory_stats() or {}).get("bytes_limit", 0)))
-        except Exception:  # backends without memory statistics
-            limits.append(0)
-    if not limits or min(limits) <= 0:
-        return DEFAULT_MEMORY_BUDGET
-    return max(DEFAULT_MEMORY_BUDGET, int(ACCELERATOR_MEMORY_FRACTION * min(limits)) * len(limits))
+@dataclasses.dataclass(frozen=True)
+class MVMKernel:
+    """One crossbar instance for the engine (`jaxcim.engine.Kernel`): program ``w``, read ``x`` at every time.
 
-
-def default_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A 1-d mesh with axis ``"instances"`` over ``devices`` (default all devices, all hosts)."""
-    devs = np.asarray(list(devices) if devices is not None else jax.devices())
-    return Mesh(devs, ("instances",))
-
-
-# ----------------------------------------------------------------------------------------- kernels
-
-
-def _program_instance(cfg, w, x_calib, scale, learned, key):
-    """The programmed state of the instance with key ``key`` (what it needs to be read; no `ProgramInfo`)."""
-    k_prog, _ = jax.random.split(key)
-    return program(cfg, w, key=k_prog, x_calib=x_calib, scale=scale, mapping=learned).replace(info=None)
-
-
-def _read_instance(cfg, state, x, key, times):
-    """(n_times, batch, out) outputs of a programmed instance read at every time."""
-    _, k_read = jax.random.split(key)
-    return jax.vmap(lambda t: read(cfg, state, x, key=k_read, t=t))(times)
-
-
-def _state_axes(state):
-    """vmap axes of a chunk's states: the target conductances are functions of (w, scale, mapping) alone and
-    kept once; every other field has one entry per instance."""
-    per_instance = ("g_pos", "g_neg", "time_pos", "time_neg", "coeffs", "w_scale", "adc_range", "adc_offset",
-                    "adc_gain", "probe0", "out_gain", "out_offset", "adc_circuit")
-    return state.replace(target_pos=None, target_neg=None, info=None, **dict.fromkeys(per_instance, 0))
-
-
-def _instance_ids(start, n, size, mesh):
-    idx = start + jnp.arange(size, dtype=jnp.uint32)
-    idx = jnp.minimum(idx, n - 1)  # padding instances repeat the last one and are dropped by the caller
-    return jax.lax.with_sharding_constraint(idx, NamedSharding(mesh, PartitionSpec("instances")))
-
-
-@partial(jax.jit, static_argnames=("reduce", "mesh", "size", "zeros"))
-def _chunk(cfg, w, x, x_calib, scale, learned, key, start, n, times, aux, *, reduce, mesh, size, zeros):
-    """One chunk as one compiled program (accelerators): programming and reading fused."""
-    cfg = with_static_zeros(cfg, zeros)  # features that are off draw no random numbers
-
-    def one(i):
-        k = instance_key(key, i)
-        y = _read_instance(cfg, _program_instance(cfg, w, x_calib, scale, learned, k), x, k, times)
-        return y if reduce is None else reduce(y, aux)
-
-    return jax.vmap(one)(_instance_ids(start, n, size, mesh))
-
-
-@partial(jax.jit, static_argnames=("mesh", "size", "zeros"))
-def _chunk_program(cfg, w, x_calib, scale, learned, key, start, n, *, mesh, size, zeros):
-    """Programmed states of a chunk's instances (first stage of `_chunk_in_stages`)."""
-    cfg = with_static_zeros(cfg, zeros)
-    idx = _instance_ids(start, n, size, mesh)
-
-    def one(i):
-        return _program_instance(cfg, w, x_calib, scale, learned, instance_key(key, i))
-
-    axes = _state_axes(jax.eval_shape(one, idx[0]))
-    return jax.vmap(one, out_axes=axes)(idx)
-
-
-@partial(jax.jit, static_argnames=("reduce", "mesh", "size", "zeros"))
-def _chunk_read(cfg, states, x, key, start, n, times, aux, *, reduce, mesh, size, zeros):
-    """Outputs (or ``reduce``d outputs) of a chunk's programmed instances (second stage)."""
-    cfg = with_static_zeros(cfg, zeros)
-
-    def one(state, i):
-        y = _read_instance(cfg, state, x, instance_key(key, i), times)
-        return y if reduce is None else reduce(y, aux)
-
-    return jax.vmap(one, in_axes=(_state_axes(states), 0))(states, _instance_ids(start, n, size, mesh))
-
-
-def _chunk_in_stages(cfg, w, x, x_calib, scale, learned, key, start, n, times, aux, *, reduce, mesh, size, zeros):
-    """`_chunk` as two compiled programs, programming then reading (CPUs).
-
-    Same instances, same numbers (to float rounding). In the single program, XLA's CPU fusion recomputes the
-    programmed conductances' random draws (hashing, the normal transform) inside each of their consumers
-    (the ADC calibration, the drift-compensation probe, the read) and reads stored parts of them in transposed
-    order; storing the states between two programs avoids both: PCM ~1.9x, ReRAM ~1.6x instances/s on 2 cores
-    (benchmarks/README.md). Accelerators keep the single program, the one measured there (the staged form has
-    not been timed on a GPU).
+    ``program`` takes ``(cfg, w, x_calib, scale, mapping)``, ``measure`` takes ``(cfg, x, times, aux)``; the
+    instance key is split into a programming and a read key, as `jaxcim.simulate` does. ``reduce(y, aux)``
+    (static) keeps a statistic of the outputs y (n_times, batch, out) instead of y; ``zeros`` are the config
+    fields that are static zeros (`jaxcim.config.static_zeros`: features that are off draw no random numbers).
     """
-    states = _chunk_program(cfg, w, x_calib, scale, learned, key, start, n, mesh=mesh, size=size, zeros=zeros)
-    return _chunk_read(cfg, states, x, key, start, n, times, aux, reduce=reduce, mesh=mesh, size=size, zeros=zeros)
 
+    reduce: Callable[[jax.Array, Any], Any] | None = None
+    zeros: frozenset = frozenset()
 
-def _runs_in_stages(mesh: Mesh) -> bool:
-    return all(d.platform == "cpu" for d in mesh.devices.flat)
+    def program(self, key, args):
+        cfg, w, x_calib, scale, learned = args
+        k_prog, _ = jax.random.split(key)
+        cfg = with_static_zeros(cfg, self.zeros)
+        return program(cfg, w, key=k_prog, x_calib=x_calib, scale=scale, mapping=learned).replace(info=None)
+
+    def measure(self, state, key, args):
+        cfg, x, times, aux = args
+        _, k_read = jax.random.split(key)
+        cfg = with_static_zeros(cfg, self.zeros)
+        y = jax.vmap(lambda t: read(cfg, state, x, key=k_read, t=t))(times)
+        return y if self.reduce is None else self.reduce(y, aux)
+
+    def state_axes(self, state):
+        """The target conductances are functions of (w, scale, mapping) alone and kept once; every other field
+        has one entry per instance."""
+        return state.replace(target_pos=None, target_neg=None, info=None, **dict.fromkeys(_PER_INSTANCE_FIELDS, 0))
 
 
 def _validate(cfg, w, x, key, n, x_calib, scale, memory_budget, chunk_size, learned=None):
@@ -250,16 +155,10 @@ def _validate(cfg, w, x, key, n, x_calib, scale, memory_budget, chunk_size, lear
         x_calib = jnp.atleast_2d(check_inputs(cfg, x_calib, w.shape[0], "x_calib"))
     if scale is not None:
         scale = check_array("scale", scale, (0, 1))
-    if memory_budget is not None:
-        if (isinstance(memory_budget, bool) or not isinstance(memory_budget, int | float)
-                or not math.isfinite(memory_budget) or memory_budget <= 0):
-            raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
+    engine.check_memory_budget(memory_budget)
     if chunk_size is not None:
         chunk_size = check_int("chunk_size", chunk_size, 1)
-    if learned is not None:
-        if not callable(getattr(learned, "check", None)):
-            raise TypeError(f"mapping must be a jaxcim.LearnedMapping, got {type(learned).__name__}")
-        learned.check(cfg, w.shape)
+    check_mapping(learned, cfg, w.shape)
     return w, x, n, x_calib, scale, chunk_size
 
 
@@ -268,7 +167,7 @@ def iter_chunks(
     times: Sequence[float] | None = None, reduce: Callable[[jax.Array, Any], Any] | None = None, aux: Any = None,
     x_calib: jax.Array | None = None, scale: jax.Array | None = None, mapping: Any = None, start: int = 0,
     memory_budget: int | None = None, chunk_size: int | None = None, mesh: Mesh | None = None,
-    keep_padding: bool = False,
+    keep_padding: bool = False, stages: int | str = "auto",
 ) -> Iterator[tuple[int, int, Any]]:
     """Run instances ``start .. n-1`` chunk by chunk; yields ``(first, stop, result)`` per chunk.
 
@@ -278,6 +177,7 @@ def iter_chunks(
     arguments as in `monte_carlo`. ``reduce`` is a static argument of the compiled chunk: define it once
     (a new lambda per call recompiles); pass arrays it needs as ``aux``. ``keep_padding=True`` yields the
     last chunk at full size too (its padding repeats instance n - 1), which avoids a device-side slice.
+    When the mesh spans several processes, every process gets each chunk's whole result as numpy arrays.
     """
     w, x, n, x_calib, scale, chunk_size = _validate(cfg, w, x, key, n, x_calib, scale, memory_budget, chunk_size,
                                                     mapping)
@@ -285,35 +185,28 @@ def iter_chunks(
     times_arr, _ = _as_times(t, times)
     if x_calib is None and cfg.adc.range_mode == "calibrated":
         x_calib = jnp.atleast_2d(x)  # as jc.simulate: calibrate the ADC on the inputs
-    mesh = mesh if mesh is not None else default_mesh()
-    n_dev = mesh.devices.size
-    if chunk_size is None:
-        if memory_budget is None:
-            memory_budget = default_memory_budget(mesh.devices.flat)
-        per = instance_bytes(cfg, w.shape[0], w.shape[1], x.shape[0] if x.ndim == 2 else 1, times_arr.shape[0],
-                             jnp.dtype(w.dtype).itemsize)
-        chunk_size = chunk_size_for(memory_budget, per, n, n_dev)
-    else:
-        chunk_size = -(-chunk_size // n_dev) * n_dev
+    mesh = engine.check_mesh(mesh)
+    stages = engine.check_stages(stages, mesh)
+    size = engine.plan_chunk_size(
+        n, lambda: instance_bytes(cfg, w.shape[0], w.shape[1], x.shape[0] if x.ndim == 2 else 1,
+                                  times_arr.shape[0], jnp.dtype(w.dtype).itemsize),
+        mesh=mesh, memory_budget=memory_budget, chunk_size=chunk_size)
     dtype = jnp.result_type(w.dtype, x.dtype)
-    w, x = w.astype(dtype), x.astype(dtype)
-    times_arr = times_arr.astype(dtype)
+    w, x, times_arr = w.astype(dtype), x.astype(dtype), times_arr.astype(dtype)
     if x_calib is not None:
         x_calib = x_calib.astype(dtype)
-    # Replicate the inputs on the mesh (arrays committed to one device would clash with it); under an
-    # outer jit they are tracers and the sharding constraint inside the chunk does the placement.
-    zeros = static_zeros(cfg)
-    rep = NamedSharding(mesh, PartitionSpec())
-    w, x, x_calib, scale, mapping, key, times_arr, aux = jax.tree.map(
-        lambda a: a if isinstance(a, jax.core.Tracer) or getattr(a, "sharding", None) == rep
-        else jax.device_put(a, rep), (w, x, x_calib, scale, mapping, key, times_arr, aux))
-    run = _chunk_in_stages if _runs_in_stages(mesh) else _chunk
-    for first in range(start, n, chunk_size):
-        stop = min(first + chunk_size, n)
-        out = run(cfg, w, x, x_calib, scale, mapping, key,
-                  jnp.uint32(first), jnp.uint32(n), times_arr, aux, reduce=reduce, mesh=mesh, size=chunk_size,
-                  zeros=zeros)
-        if stop - first < chunk_size and not keep_padding:
+    # Replicated on the mesh (arrays committed to one device would clash with it); under an outer jit they are
+    # tracers and the sharding constraint inside the chunk does the placement.
+    w, x, x_calib, scale, mapping, key, times_arr, aux = engine.replicate(
+        (w, x, x_calib, scale, mapping, key, times_arr, aux), mesh)
+    kernel = MVMKernel(reduce=reduce, zeros=static_zeros(cfg))
+    host = jax.process_count() > 1
+    for first, stop in engine.chunks(n, size, start):
+        out = engine.run_chunk(kernel, (cfg, w, x_calib, scale, mapping), (cfg, x, times_arr, aux), key,
+                               jnp.uint32(first), jnp.uint32(n), mesh=mesh, size=size, stages=stages)
+        if host:
+            out = engine.to_host(out)
+        if stop - first < size and not keep_padding:
             out = jax.tree.map(lambda a, k=stop - first: a[:k], out)
         yield first, stop, out
 
@@ -328,7 +221,8 @@ def _gather(parts: list, n: int, single: bool):
     """Join padded chunk results (leading axis: instances) into n instances; drop the time axis if single."""
     leaves = jax.tree.leaves(parts)
     nbytes = sum(a.size * a.dtype.itemsize for a in leaves)
-    on_host = all(not isinstance(a, jax.core.Tracer) and a.is_fully_addressable for a in leaves)
+    on_host = all(not isinstance(a, jax.core.Tracer) and (isinstance(a, np.ndarray) or a.is_fully_addressable)
+                  for a in leaves)
     if on_host and nbytes <= _HOST_GATHER_BYTES:
         def join(*a):
             out = np.concatenate([np.asarray(b) for b in a], axis=0)[:n]
@@ -345,6 +239,7 @@ def monte_carlo(
     times: Sequence[float] | None = None, reduce: Callable[[jax.Array, Any], Any] | None = None, aux: Any = None,
     x_calib: jax.Array | None = None, scale: jax.Array | None = None, mapping: Any = None,
     memory_budget: int | None = None, chunk_size: int | None = None, mesh: Mesh | None = None,
+    stages: int | str = "auto",
 ) -> Any:
     """Outputs of ``n`` device instances of the crossbar: program ``w``, read with ``x``.
 
@@ -363,9 +258,11 @@ def monte_carlo(
       mapping: a learned mapping (`jaxcim.LearnedMapping`, from `jaxcim.optimize_mapping` or
         `jaxcim.load_mapping`), as in `jaxcim.program`; None: the plain mapping of ``cfg.mapping``.
       memory_budget: working memory per chunk, bytes; sets the chunk size. Default: 256 MiB on CPUs, a quarter
-        of the devices' memory on accelerators (`default_memory_budget`).
+        of the devices' memory on accelerators (`jaxcim.engine.default_memory_budget`).
       chunk_size: instances per chunk (overrides ``memory_budget``); rounded up to a multiple of the devices.
-      mesh: a `jax.sharding.Mesh` with an ``"instances"`` axis; default all devices.
+      mesh: a `jax.sharding.Mesh` with an ``"instances"`` axis; default all devices of all processes.
+      stages: compiled programs per chunk: 1 (fused), 2 (programming, then reading) or ``"auto"`` (2 on CPUs,
+        1 on accelerators; `jaxcim.engine.check_stages`). Same numbers to float rounding.
 
     Returns:
       (n, batch, out) outputs for a single ``t`` ((n, out) for 1-d ``x``), (n, n_times, batch, out) with
@@ -374,7 +271,8 @@ def monte_carlo(
     _, single = _as_times(t, times)
     parts = [out for _, _, out in iter_chunks(
         cfg, w, x, key=key, n=n, t=t, times=times, reduce=reduce, aux=aux, x_calib=x_calib, scale=scale,
-        mapping=mapping, memory_budget=memory_budget, chunk_size=chunk_size, mesh=mesh, keep_padding=True)]
+        mapping=mapping, memory_budget=memory_budget, chunk_size=chunk_size, mesh=mesh, keep_padding=True,
+        stages=stages)]
     return _gather(parts, n, reduce is None and single)
 
 
@@ -399,34 +297,101 @@ def relative_errors(y: jax.Array, reference: jax.Array) -> tuple[jax.Array, jax.
     return total, per_col
 
 
-def _error_stats(y, reference):
+def error_stats(y: jax.Array, reference: jax.Array) -> dict[str, jax.Array]:
+    """`relative_errors` as ``{"rel_error": total, "col_rel_error": per_column}``: the ``reduce`` of
+    `monte_carlo_stats` and ``jaxcim run``."""
     total, per_col = relative_errors(y, reference)
     return {"rel_error": total, "col_rel_error": per_col}
 
 
+_error_stats = error_stats  # the name jaxcim.study imports
+
+
+COLUMN_MODES = ("moments", "instances")
+"""What `monte_carlo_stats` keeps of the per-column errors."""
+
+
+@jax.jit
+def _merge_moments(acc, col, n_valid):
+    """Merge one chunk's per-column errors (size, ..., out), of which the first ``n_valid`` are instances, into
+    running (count, mean, m2, min, max) (Chan, Golub & LeVeque, Am. Stat. 1983: pairwise update of the mean and
+    the sum of squared deviations)."""
+    count, mean, m2, lo, hi = acc
+    valid = (jnp.arange(col.shape[0]) < n_valid).reshape((-1,) + (1,) * (col.ndim - 1))
+    nb = n_valid.astype(col.dtype)
+    mean_b = jnp.sum(jnp.where(valid, col, 0), axis=0) / nb
+    m2_b = jnp.sum(jnp.where(valid, (col - mean_b) ** 2, 0), axis=0)
+    total = count + nb
+    delta = mean_b - mean
+    mean = mean + delta * (nb / total)
+    m2 = m2 + m2_b + delta * delta * (count * nb / total)
+    lo = jnp.minimum(lo, jnp.min(jnp.where(valid, col, jnp.inf), axis=0))
+    hi = jnp.maximum(hi, jnp.max(jnp.where(valid, col, -jnp.inf), axis=0))
+    return total, mean, m2, lo, hi
+
+
+class _ColumnMoments:
+    """Running ``col_mean``, ``col_std`` (over instances, ddof 0), ``col_min``, ``col_max`` of per-column errors
+    added chunk by chunk. Each chunk is merged on one device, so the numbers do not depend on how the chunk was
+    sharded (devices, processes)."""
+
+    def __init__(self):
+        self.acc = None
+
+    def add(self, col: jax.Array, n_valid: int) -> None:
+        """Merge a chunk's errors (size, ..., out), of which the first ``n_valid`` are instances."""
+        if not isinstance(col, np.ndarray | jax.core.Tracer):
+            col = jax.device_put(col, jax.local_devices()[0])
+        if self.acc is None:
+            z = jnp.zeros(col.shape[1:], col.dtype)
+            self.acc = (jnp.zeros((), col.dtype), z, z, z + jnp.inf, z - jnp.inf)
+        self.acc = _merge_moments(self.acc, col, jnp.int32(n_valid))
+
+    def result(self, single: bool) -> dict[str, jax.Array]:
+        count, mean, m2, lo, hi = self.acc
+        out = {"col_mean": mean, "col_std": jnp.sqrt(m2 / count), "col_min": lo, "col_max": hi}
+        return {k: v[0] if single else v for k, v in out.items()}
+
+
 def monte_carlo_stats(
     cfg: CrossbarConfig, w: jax.Array, x: jax.Array, *, key: jax.Array, n: int, t=0.0,
-    times: Sequence[float] | None = None, reference: jax.Array | None = None, **kwargs,
+    times: Sequence[float] | None = None, reference: jax.Array | None = None, columns: str = "moments", **kwargs,
 ) -> dict[str, jax.Array]:
     """Per-instance relative errors of ``n`` instances, without keeping their outputs.
+
+    Memory: the per-instance total errors (n, n_times) are kept; the per-column errors are reduced chunk by chunk
+    to their moments over instances (``columns="moments"``), unless ``columns="instances"`` asks for all of
+    them ((n, n_times, out): 3 GB for a million instances of 256 columns at 3 times).
 
     Args:
       cfg, w, x, key, n, t, times: as in `monte_carlo` (other keyword arguments too).
       reference: exact outputs, (batch, out); default ``x @ w`` at full precision.
+      columns: ``"moments"`` or ``"instances"`` (see Returns).
 
     Returns:
-      ``{"rel_error": (n, n_times), "col_rel_error": (n, n_times, out)}`` (see `relative_errors`);
-      without ``times`` the n_times axis is absent.
+      ``{"rel_error": (n, n_times)}`` (see `relative_errors`) and, with ``columns="moments"``, ``col_mean``,
+      ``col_std``, ``col_min``, ``col_max`` over instances, each (n_times, out); with ``columns="instances"``,
+      ``col_rel_error`` (n, n_times, out). Without ``times`` the n_times axes are absent. The same instances give
+      the same ``rel_error`` either way.
     """
     _, single = _as_times(t, times)
+    if columns not in COLUMN_MODES:
+        raise ValueError(f"columns must be one of {COLUMN_MODES}, got {columns!r}")
     if reference is None:
         xw = check_array("x", x, (1, 2))
         reference = jnp.matmul(jnp.atleast_2d(xw), check_array("w", w, (2,)),
                                precision=jax.lax.Precision.HIGHEST)
     reference = jnp.atleast_2d(jnp.asarray(reference))
-    parts = [out for _, _, out in iter_chunks(cfg, w, x, key=key, n=n, t=t, times=times, reduce=_error_stats,
-                                               aux=reference, keep_padding=True, **kwargs)]
-    return _gather(parts, n, single)
+    parts, moments = [], _ColumnMoments()
+    for first, stop, out in iter_chunks(cfg, w, x, key=key, n=n, t=t, times=times, reduce=error_stats,
+                                        aux=reference, keep_padding=True, **kwargs):
+        if columns == "instances":
+            parts.append(out)
+        else:  # only this chunk's column errors are alive
+            parts.append({"rel_error": out["rel_error"]})
+            moments.add(out["col_rel_error"], stop - first)
+    stats = _gather(parts, n, single)
+    return stats if columns == "instances" else {**stats, **moments.result(single)}
 
 
 PERCENTILES = (5.0, 50.0, 95.0)
@@ -437,7 +402,8 @@ def summarize_errors(errors: dict[str, jax.Array]) -> dict[str, jax.Array]:
     """Statistics across instances of per-instance errors (from `monte_carlo_stats`).
 
     Args:
-      errors: ``{"rel_error": (n, ...), "col_rel_error": (n, ..., out)}`` (the latter optional).
+      errors: ``{"rel_error": (n, ...), "col_rel_error": (n, ..., out)}`` (the latter optional), or the
+        column moments of `monte_carlo_stats` (``col_mean``, ``col_std``, ``col_min``, ``col_max``; passed on).
 
     Returns:
       ``mean``, ``std``, ``min``, ``max``, ``p5``, ``p50``, ``p95`` of the relative error over instances,
@@ -454,6 +420,8 @@ def summarize_errors(errors: dict[str, jax.Array]) -> dict[str, jax.Array]:
         out["col_mean"], out["col_std"] = jnp.mean(c, 0), jnp.std(c, 0)
         for p, v in zip(PERCENTILES, jnp.percentile(c, jnp.asarray(PERCENTILES), axis=0), strict=True):
             out[f"col_p{p:g}"] = v
+    else:  # moments reduced chunk by chunk (monte_carlo_stats' default): passed on
+        out.update({k: errors[k] for k in ("col_mean", "col_std", "col_min", "col_max") if k in errors})
     return out
 
 
@@ -477,7 +445,7 @@ def summarize(ys: jax.Array, reference: jax.Array) -> dict[str, jax.Array]:
 
 
 __all__ = [
-    "ACCELERATOR_MEMORY_FRACTION", "CPU_MEMORY_BUDGET", "DEFAULT_MEMORY_BUDGET", "chunk_size_for",
-    "default_memory_budget", "default_mesh", "instance_bytes", "instance_key", "iter_chunks", "monte_carlo",
-    "monte_carlo_stats", "relative_errors", "summarize", "summarize_errors",
+    "ACCELERATOR_MEMORY_FRACTION", "COLUMN_MODES", "CPU_MEMORY_BUDGET", "DEFAULT_MEMORY_BUDGET", "MVMKernel",
+    "chunk_size_for", "default_memory_budget", "default_mesh", "error_stats", "instance_bytes", "instance_key",
+    "iter_chunks", "monte_carlo", "monte_carlo_stats", "relative_errors", "summarize", "summarize_errors",
 ]

@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -46,10 +45,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
+from jax.sharding import Mesh
 
-from jaxcim import checks, core
+from jaxcim import checks, core, engine, io
 from jaxcim import mapping as mp
 from jaxcim.config import CrossbarConfig
+from jaxcim.montecarlo import instance_bytes
 
 LEARNABLE = ("col_range", "split", "curve", "predistort", "digital", "adc_range")
 """Names accepted by ``learn=``: which parts of the mapping `optimize_mapping` trains."""
@@ -218,14 +219,48 @@ def conductance_penalty(weight: float) -> Callable[[CrossbarConfig, core.Crossba
     return penalty
 
 
-def _instance_losses(cfg, w, x, x_calib, mapping, key, times, loss, penalty, scale, y_ref):
-    """Losses of one device instance at each time (times,), plus the penalty added to each."""
-    k_prog, k_read = jax.random.split(key)
-    state = core.program(cfg, w, key=k_prog, x_calib=x_calib, scale=scale, mapping=mapping)
-    extra = 0.0 if penalty is None else penalty(cfg, state)
-    out = [loss(core.read(cfg, state, x, key=jax.random.fold_in(k_read, i), t=t), y_ref) + extra
-           for i, t in enumerate(times)]
-    return jnp.stack(out)
+@dataclasses.dataclass(frozen=True)
+class _MappingKernel:
+    """One device instance of the mapping optimizer (`jaxcim.engine.Kernel`): programmed with the instance key's
+    first half, read at each of ``times`` (static) with ``fold_in(second half, i)``; ``program`` takes
+    ``(cfg, w, x_calib, scale, mapping)``."""
+
+    times: tuple[float, ...]
+
+    def program(self, key, args):
+        cfg, w, x_calib, scale, mapping = args
+        k_prog, _ = jax.random.split(key)
+        return core.program(cfg, w, key=k_prog, x_calib=x_calib, scale=scale, mapping=mapping)
+
+    def reads(self, state, key, cfg, x):
+        _, k_read = jax.random.split(key)
+        return [core.read(cfg, state, x, key=jax.random.fold_in(k_read, i), t=t) for i, t in enumerate(self.times)]
+
+    def state_axes(self, state):
+        return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class _LossKernel(_MappingKernel):
+    """Losses of an instance at each time (times,), the penalty added to each; ``measure`` takes
+    ``(cfg, x, y_ref)``."""
+
+    loss: Callable = None
+    penalty: Callable | None = None
+
+    def measure(self, state, key, args):
+        cfg, x, y_ref = args
+        extra = 0.0 if self.penalty is None else self.penalty(cfg, state)
+        return jnp.stack([self.loss(y, y_ref) + extra for y in self.reads(state, key, cfg, x)])
+
+
+@dataclasses.dataclass(frozen=True)
+class _ErrorKernel(_MappingKernel):
+    """Relative errors per time and input vector (times, batch); ``measure`` takes ``(cfg, x, y_ref, ref_norm)``."""
+
+    def measure(self, state, key, args):
+        cfg, x, y_ref, ref_norm = args
+        return jnp.stack([jnp.linalg.norm(y - y_ref, axis=-1) / ref_norm for y in self.reads(state, key, cfg, x)])
 
 
 def expected_loss(
@@ -249,34 +284,39 @@ def expected_loss(
     Returns:
       The mean loss over instances and times (scalar).
     """
-    loss = nmse if loss is None else loss
+    kernel = _LossKernel(times=tuple(times), loss=nmse if loss is None else loss, penalty=penalty)
     x_calib = x if x_calib is None else x_calib
     y_ref = jnp.matmul(x, w, precision=jax.lax.Precision.HIGHEST)
-    one = lambda k: _instance_losses(cfg, w, x, x_calib, mapping, k, tuple(times), loss, penalty, scale, y_ref)
-    per = jax.lax.map(one, keys, batch_size=chunk) if chunk else jax.vmap(one)(keys)
+    per = engine.map_instances(kernel, (cfg, w, x_calib, scale, mapping), (cfg, x, y_ref), keys, batch_size=chunk)
     return jnp.mean(per)
 
 
 def mvm_errors(
     cfg: CrossbarConfig, w: jax.Array, x: jax.Array, keys: jax.Array, *, mapping: LearnedMapping | None = None,
     times: Sequence[float] = (0.0,), x_calib: jax.Array | None = None, scale: jax.Array | None = None,
-    chunk: int | None = 8,
+    chunk: int | None = 8, mesh: Mesh | None = None,
 ) -> np.ndarray:
     """Relative MVM errors ||y - x w|| / ||x w|| per instance, time and input vector.
 
-    Args: as `expected_loss`. Returns: numpy array (n_instances, n_times, batch).
+    Runs on `jaxcim.engine` (instance i uses ``keys[i]``; chunks of ``chunk`` instances, or sized by the memory
+    model when None, sharded over ``mesh``, default every device of every process).
+
+    Args: as `expected_loss`. Returns: numpy array (n_instances, n_times, batch), in every process.
     """
+    mesh = engine.check_mesh(mesh)
     x_calib = x if x_calib is None else x_calib
     y_ref = jnp.matmul(x, w, precision=jax.lax.Precision.HIGHEST)
     ref_norm = jnp.maximum(jnp.linalg.norm(y_ref, axis=-1), jnp.finfo(y_ref.dtype).tiny)
-
-    def one(k):
-        k_prog, k_read = jax.random.split(k)
-        state = core.program(cfg, w, key=k_prog, x_calib=x_calib, scale=scale, mapping=mapping)
-        ys = [core.read(cfg, state, x, key=jax.random.fold_in(k_read, i), t=t) for i, t in enumerate(times)]
-        return jnp.stack([jnp.linalg.norm(y - y_ref, axis=-1) / ref_norm for y in ys])
-
-    return np.asarray(jax.jit(lambda ks: jax.lax.map(one, ks, batch_size=chunk))(keys))
+    n = int(keys.shape[0])
+    size = engine.plan_chunk_size(
+        n, lambda: instance_bytes(cfg, w.shape[0], w.shape[1], x.shape[0], len(times), jnp.dtype(w.dtype).itemsize),
+        mesh=mesh, chunk_size=None if chunk is None else min(chunk, n))
+    prog, meas, keys = engine.replicate(((cfg, w, x_calib, scale, mapping), (cfg, x, y_ref, ref_norm), keys), mesh)
+    kernel = _ErrorKernel(times=tuple(times))
+    parts = [engine.to_host(engine.run_chunk(kernel, prog, meas, keys, jnp.uint32(first), jnp.uint32(n), mesh=mesh,
+                                             size=size, stages=1, per_instance=True))
+             for first, _ in engine.chunks(n, size)]
+    return np.concatenate(parts, axis=0)[:n]
 
 
 def error_stats(errors: np.ndarray) -> dict[str, float]:
@@ -324,14 +364,6 @@ def _from_raw(m: LearnedMapping, y_rms) -> LearnedMapping:
     return m if m.out_offset is None else m.replace(out_offset=m.out_offset * y_rms)
 
 
-def _check_positive_int(name: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int | np.integer):
-        raise TypeError(f"{name} must be an integer, got {type(v).__name__} {v!r}")
-    if v < 1:
-        raise ValueError(f"{name} must be >= 1, got {v}")
-    return int(v)
-
-
 def _check_times(times) -> tuple[float, ...]:
     try:
         ts = tuple(float(t) for t in np.atleast_1d(np.asarray(times, dtype=float)))
@@ -340,6 +372,70 @@ def _check_times(times) -> tuple[float, ...]:
     if not ts or not all(np.isfinite(t) and t >= 0 for t in ts):
         raise ValueError(f"times must be a non-empty sequence of finite times >= 0 (s), got {times!r}")
     return ts
+
+
+def _train_test_inputs(cfg: CrossbarConfig, w: jax.Array, x_calib: jax.Array, x_test: jax.Array | None):
+    """(x_train, x_test), both (batch, in_features) in the weights' dtype: without ``x_test``, the last quarter
+    of ``x_calib`` is held out."""
+    if x_test is None:
+        n_test = x_calib.shape[0] // 4
+        if n_test < 1:
+            raise ValueError("x_calib needs at least 4 rows when x_test is not given (a quarter is held out)")
+        x_train, x_test = x_calib[:-n_test], x_calib[-n_test:]
+    else:
+        x_train = x_calib
+        x_test = checks.check_inputs(cfg, x_test, w.shape[0], "x_test")
+    return jnp.asarray(x_train, w.dtype), jnp.atleast_2d(jnp.asarray(x_test, w.dtype))
+
+
+def _check_arguments(cfg, w, x_calib, key, steps, n_instances, n_eval, times, learn, optimizer):
+    """The validated (w, x_calib, steps, n_instances, times, learn, optimizer) of `optimize_mapping`."""
+    checks.check_cfg(cfg)
+    checks.check_key(key)
+    w = checks.check_weights("w", w)
+    checks.check_representable(cfg, w.dtype)
+    x_calib = checks.check_inputs(cfg, x_calib, w.shape[0], "x_calib")
+    if x_calib.ndim != 2:
+        raise ValueError(f"x_calib must be (batch, in_features), got shape {x_calib.shape}")
+    steps = checks.check_int("steps", steps, 1)
+    n_instances = checks.check_int("n_instances", n_instances, 1)
+    if not (isinstance(n_eval, int | np.integer) and not isinstance(n_eval, bool) and n_eval >= 0):
+        raise ValueError(f"n_eval must be an integer >= 0, got {n_eval!r}")
+    times, learn = _check_times(times), _check_learn(learn)
+    optimizer = optax.adam(1e-2) if optimizer is None else optimizer
+    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise TypeError(f"optimizer must be an optax GradientTransformation, got {type(optimizer).__name__}")
+    return w, x_calib, steps, n_instances, times, learn, optimizer
+
+
+def _descend(step: Callable, raw: LearnedMapping, opt_state: Any, steps: int, progress: bool,
+             callback: Callable | None) -> tuple[LearnedMapping, np.ndarray, float, float]:
+    """Run ``steps`` optimizer steps: (raw parameters, loss history (steps,), wall time s, first-step time s)."""
+    history = np.empty(steps)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=steps, desc="optimize mapping", unit="step")
+    t_start = time.perf_counter()
+    compile_time = 0.0
+    try:
+        for i in range(steps):
+            raw, opt_state, value = step(raw, opt_state, i)
+            history[i] = float(value)
+            if i == 0:
+                compile_time = time.perf_counter() - t_start
+            if not np.isfinite(history[i]):
+                raise FloatingPointError(f"optimize_mapping: the loss became {history[i]} at step {i}; "
+                                         "lower the learning rate")
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{history[i]:.4g}")
+            if callback is not None:
+                callback(i, history[i])
+    finally:
+        if bar is not None:
+            bar.close()
+    return raw, history, time.perf_counter() - t_start, compile_time
 
 
 def optimize_mapping(
@@ -367,7 +463,8 @@ def optimize_mapping(
       penalty: optional ``penalty(cfg, state) -> scalar`` per instance (energy or conductance budget,
         e.g. `conductance_penalty`).
       x_test: held-out inputs (n, in_features) for the before/after statistics.
-      n_eval: held-out device instances for the before/after statistics (0: skip them).
+      n_eval: held-out device instances for the before/after statistics (0: skip them); they run on
+        `jaxcim.engine` (`mvm_errors`), sharded over every device of every process.
       scale: weight scale passed to `jaxcim.program` (default: that of ``cfg.mapping.scale``).
       init: starting mapping; default `init_mapping` (identity).
       chunk: instances evaluated at once in the training step (bounds memory); default all.
@@ -377,35 +474,12 @@ def optimize_mapping(
     Returns:
       `OptimizeResult`.
     """
-    checks.check_cfg(cfg)
-    checks.check_key(key)
-    w = checks.check_weights("w", w)
-    checks.check_representable(cfg, w.dtype)
-    x_calib = checks.check_inputs(cfg, x_calib, w.shape[0], "x_calib")
-    if x_calib.ndim != 2:
-        raise ValueError(f"x_calib must be (batch, in_features), got shape {x_calib.shape}")
-    steps = _check_positive_int("steps", steps)
-    n_instances = _check_positive_int("n_instances", n_instances)
-    if not (isinstance(n_eval, int | np.integer) and not isinstance(n_eval, bool) and n_eval >= 0):
-        raise ValueError(f"n_eval must be an integer >= 0, got {n_eval!r}")
-    ts = _check_times(times)
-    learn = _check_learn(learn)
-    optimizer = optax.adam(1e-2) if optimizer is None else optimizer
-    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
-        raise TypeError(f"optimizer must be an optax GradientTransformation, got {type(optimizer).__name__}")
-    if x_test is None:
-        n_test = x_calib.shape[0] // 4
-        if n_test < 1:
-            raise ValueError("x_calib needs at least 4 rows when x_test is not given (a quarter is held out)")
-        x_train, x_test = x_calib[:-n_test], x_calib[-n_test:]
-    else:
-        x_train = x_calib
-        x_test = checks.check_inputs(cfg, x_test, w.shape[0], "x_test")
-    dtype = w.dtype
-    x_train, x_test = jnp.asarray(x_train, dtype), jnp.atleast_2d(jnp.asarray(x_test, dtype))
+    w, x_calib, steps, n_instances, ts, learn, optimizer = _check_arguments(
+        cfg, w, x_calib, key, steps, n_instances, n_eval, times, learn, optimizer)
+    x_train, x_test = _train_test_inputs(cfg, w, x_calib, x_test)
     m0 = init_mapping(cfg, w, learn) if init is None else init
     m0.check(cfg, w.shape)
-    m0 = jax.tree.map(lambda a: jnp.asarray(a, dtype), m0)
+    m0 = jax.tree.map(lambda a: jnp.asarray(a, w.dtype), m0)
     y_rms = jnp.sqrt(jnp.mean(jnp.matmul(x_train, w, precision=jax.lax.Precision.HIGHEST) ** 2))
     y_rms = jnp.where(y_rms > 0, y_rms, 1.0)
 
@@ -424,36 +498,10 @@ def optimize_mapping(
         return raw, opt_state, value
 
     raw = _to_raw(m0, y_rms)
-    opt_state = optimizer.init(raw)
-    history = np.empty(steps)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=steps, desc="optimize mapping", unit="step")
-    t_start = time.perf_counter()
-    compile_time = 0.0
-    try:
-        for i in range(steps):
-            raw, opt_state, value = step(raw, opt_state, i)
-            history[i] = float(value)
-            if i == 0:
-                compile_time = time.perf_counter() - t_start
-            if not np.isfinite(history[i]):
-                raise FloatingPointError(f"optimize_mapping: the loss became {history[i]} at step {i}; "
-                                         "lower the learning rate")
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{history[i]:.4g}")
-            if callback is not None:
-                callback(i, history[i])
-    finally:
-        if bar is not None:
-            bar.close()
-    wall = time.perf_counter() - t_start
+    raw, history, wall, compile_time = _descend(step, raw, optimizer.init(raw), steps, progress, callback)
     learned = _from_raw(raw, y_rms)
 
-    shape = (0, len(ts), x_test.shape[0])
-    e_before = e_after = np.zeros(shape)
+    e_before = e_after = np.zeros((0, len(ts), x_test.shape[0]))
     if n_eval:
         eval_keys = jax.random.split(k_eval, n_eval)
         common = dict(times=ts, x_calib=x_train, scale=scale)
@@ -470,26 +518,6 @@ def optimize_mapping(
 # ---------------------------------------------------------------------------------------- files
 
 
-def _mapping_paths(path: str | os.PathLike) -> tuple[Path, Path]:
-    p = Path(path)
-    stem = p.with_suffix("") if p.suffix in (".npz", ".json") else p
-    return stem.with_name(stem.name + ".npz"), stem.with_name(stem.name + ".json")
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_mapping(path: str | os.PathLike, mapping: LearnedMapping, metadata: dict | None = None) -> tuple[Path, Path]:
     """Write a learned mapping as ``<stem>.npz`` (arrays) and ``<stem>.json`` (format, shapes, metadata).
 
@@ -498,20 +526,21 @@ def save_mapping(path: str | os.PathLike, mapping: LearnedMapping, metadata: dic
     """
     if not isinstance(mapping, LearnedMapping):
         raise TypeError(f"mapping must be a LearnedMapping, got {type(mapping).__name__}")
-    npz, meta = _mapping_paths(path)
+    npz, meta = io.mapping_paths(path)
     arrays = {f: np.asarray(getattr(mapping, f)) for f in FIELDS if getattr(mapping, f) is not None}
     if any(a.ndim and not np.all(np.isfinite(a)) for a in arrays.values()):
         raise ValueError("mapping has NaN or inf values; not saved")
     info = {"format": FORMAT, "fields": {k: list(a.shape) for k, a in arrays.items()},
             "metadata": metadata or {}}
-    _atomic_write(npz, lambda f: np.savez(f, **arrays), "wb")
-    _atomic_write(meta, lambda f: f.write(json.dumps(info, indent=2)), "w")
+    npz.parent.mkdir(parents=True, exist_ok=True)
+    io.atomic_write_npz(npz, **arrays)
+    io.atomic_write_json(meta, info)
     return npz, meta
 
 
 def load_mapping(path: str | os.PathLike) -> LearnedMapping:
     """Read a mapping written by `save_mapping` (``path``: the stem, the ``.npz`` or the ``.json``)."""
-    npz, meta = _mapping_paths(path)
+    npz, meta = io.mapping_paths(path)
     if not npz.is_file():
         raise FileNotFoundError(f"mapping file not found: {npz}")
     if meta.is_file():

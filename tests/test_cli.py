@@ -259,7 +259,7 @@ def test_kill_and_resume_gives_the_uninterrupted_results(tmp_path):
     z = np.load(out / "instances.npz")
     s, cfg = study.load_study(path)
     w, x, key = study.mvm_data(s, cfg.dac.signed)
-    direct = mc.monte_carlo_stats(cfg, w, x, key=key, n=n, times=s["times"], chunk_size=8)
+    direct = mc.monte_carlo_stats(cfg, w, x, key=key, n=n, times=s["times"], chunk_size=8, columns="instances")
     np.testing.assert_array_equal(z["rel_error"], np.asarray(direct["rel_error"]))  # bit for bit
     np.testing.assert_array_equal(z["col_rel_error"], np.asarray(direct["col_rel_error"]))
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import jaxcim as jc
+from jaxcim import engine
 from jaxcim import montecarlo as mc
 from jaxcim.config import static_zeros
 
@@ -86,9 +87,16 @@ def test_stats_and_summary_match_numpy():
     ref = x.astype(np.float64) @ w
     rel = np.linalg.norm(ys - ref, axis=(-2, -1)) / np.linalg.norm(ref)
     col = np.linalg.norm(ys - ref, axis=-2) / np.linalg.norm(ref, axis=0)
-    st = mc.monte_carlo_stats(cfg, w, x, key=key, n=12, times=(1.0, 3600.0), chunk_size=5)
+    st = mc.monte_carlo_stats(cfg, w, x, key=key, n=12, times=(1.0, 3600.0), chunk_size=5, columns="instances")
     np.testing.assert_allclose(st["rel_error"], rel, rtol=2e-4)
     np.testing.assert_allclose(st["col_rel_error"], col, rtol=2e-4)
+    # by default the per-column errors are reduced chunk by chunk (3 chunks of 5, the last one padded)
+    mom = mc.monte_carlo_stats(cfg, w, x, key=key, n=12, times=(1.0, 3600.0), chunk_size=5)
+    assert "col_rel_error" not in mom and mom["col_mean"].shape == (2, N_OUT)
+    np.testing.assert_array_equal(mom["rel_error"], st["rel_error"])
+    for name, value in (("col_mean", col.mean(0)), ("col_std", col.std(0)), ("col_min", col.min(0)),
+                        ("col_max", col.max(0))):
+        np.testing.assert_allclose(mom[name], value, rtol=2e-4, err_msg=name)
     summ = mc.summarize(ys, ref)
     assert summ["n"] == 12
     np.testing.assert_allclose(summ["mean"], rel.mean(0), rtol=1e-5)
@@ -100,25 +108,22 @@ def test_stats_and_summary_match_numpy():
     np.testing.assert_allclose(single["rel_error"], rel[:, 0], rtol=2e-4)
 
 
+def _kernel_args(cfg, w, x, times, reduce=None, x_calib=None):
+    kernel = mc.MVMKernel(reduce=reduce, zeros=static_zeros(cfg))
+    return kernel, (cfg, w, x_calib, None, None), (cfg, x, jnp.asarray(times), x @ w)
+
+
 def test_memory_estimate_bounds_xla_working_memory():
     cfg = jc.presets.get("pcm-ibm")
     w = jnp.zeros((256, 256)) + 0.1
     x = jnp.ones((64, 256))
     size, n_times = 8, 2  # one device: XLA's memory analysis is per device
-    kw = dict(mesh=mc.default_mesh(jax.devices()[:1]), size=size, zeros=static_zeros(cfg))
-    args = (jax.random.key(0), jnp.uint32(0), jnp.uint32(size))
+    mesh = mc.default_mesh(jax.devices()[:1])
     est = mc.instance_bytes(cfg, 256, 256, 64, n_times)
-    # one program (accelerators)
-    fused = mc._chunk.lower(cfg, w, x, x, None, None, *args, jnp.ones(n_times), x @ w, reduce=mc._error_stats,
-                            **kw).compile().memory_analysis().temp_size_in_bytes
-    # two programs (CPUs): the states live between them
-    prog = mc._chunk_program.lower(cfg, w, x, None, None, *args, **kw).compile().memory_analysis()
-    states = mc._chunk_program(cfg, w, x, None, None, *args, **kw)
-    read = mc._chunk_read.lower(cfg, states, x, *args, jnp.ones(n_times), x @ w, reduce=mc._error_stats,
-                                **kw).compile().memory_analysis()
-    staged = prog.output_size_in_bytes + max(prog.temp_size_in_bytes, read.temp_size_in_bytes)
-    for peak in (fused, staged):
-        assert peak / size < est < 4 * peak / size
+    kernel, prog, meas = _kernel_args(cfg, w, x, [1.0, 1.0], reduce=mc.error_stats, x_calib=x)
+    for stages in (1, 2):  # one program (accelerators); two (CPUs): the states live between them
+        peak = engine.chunk_peak_bytes(kernel, prog, meas, jax.random.key(0), mesh=mesh, size=size, stages=stages)
+        assert peak / size < est < 4 * peak / size, stages
     assert mc.chunk_size_for(10 * 2**20, 2**20, 1000, 8) == 16  # 10 fit, rounded up to the 8 devices
     assert mc.chunk_size_for(2**40, 2**20, 5, 8) == 8
     assert mc.chunk_size_for(1, 2**20, 100, 1) == 1
@@ -135,28 +140,28 @@ def test_programs_in_stages_match_the_fused_program():
                          ("ideal", {"adc.offset_sigma": 0.5, "adc.gain_sigma": 0.01})):
         cfg = jc.presets.get(name).replace(**{"mapping.rows": 64, "mapping.cols": 32, "adc.bits": 0, **change})
         x_calib = x if cfg.adc.range_mode == "calibrated" else None
-        args = (cfg, w, x, x_calib, None, None, key, jnp.uint32(3), jnp.uint32(9), jnp.asarray([1.0, 3600.0]),
-                None)
-        kw = dict(reduce=None, mesh=mesh, size=4, zeros=static_zeros(cfg))
-        fused, staged = mc._chunk(*args, **kw), mc._chunk_in_stages(*args, **kw)
+        kernel, prog, meas = _kernel_args(cfg, w, x, [1.0, 3600.0], x_calib=x_calib)
+        fused, staged = (engine.run_chunk(kernel, prog, meas, key, jnp.uint32(3), jnp.uint32(9), mesh=mesh, size=4,
+                                          stages=s) for s in (1, 2))
         assert fused.shape == staged.shape == (4, 2) + (x.shape[0], w.shape[1])
         # float32 rounding (summation order; the offset mapping subtracts a reference column) vs the
         # instance-to-instance spread that a different random draw would show
         diff = float(jnp.max(jnp.abs(staged - fused)))
         assert diff <= 2e-4 * float(jnp.max(jnp.abs(fused))), (name, change, diff)
         assert float(jnp.mean(jnp.std(fused, axis=0))) > 100 * diff, (name, change, diff)
+    with pytest.raises(ValueError, match="stages must be 1, 2 or 'auto'"):  # the public argument selecting them
+        mc.monte_carlo(cfg, w, x, key=key, n=3, stages=3)
 
 
 def test_sweeps_of_traced_leaves_and_times_reuse_one_compilation():
     cfg, (w, x), key = _cfg(), _data(), jax.random.key(0)
     mc.monte_carlo_stats(cfg, w, x, key=key, n=8, t=1.0, chunk_size=8)
-    compiled = (mc._chunk_program, mc._chunk_read) if mc._runs_in_stages(mc.default_mesh()) else (mc._chunk,)
-    before = [f._cache_size() for f in compiled]
+    before = engine.compilations()
     for change in ({"device.prog_noise_scale": 0.5}, {"adc.margin": 1.5}, {"device.g_max": 20e-6},
                    {"circuit.r_row": 2.5}):
         mc.monte_carlo_stats(cfg.replace(**change), w, x, key=key, n=8, t=1e4, chunk_size=8)
     mc.monte_carlo_stats(cfg, w, x, key=jax.random.key(1), n=5, t=3.0, chunk_size=8)
-    assert [f._cache_size() for f in compiled] == before
+    assert engine.compilations() == before
 
 
 @pytest.mark.slow

@@ -12,9 +12,10 @@ aihwkit's inference noise model); reads at different times share the read-noise 
 numbers), so the result at time t does not depend on the other times in the list. Results depend only on
 (key, i): not on the chunk size, the evaluation batch size or the number of devices.
 
-Instances are vmapped in chunks sized by a memory budget, chunks run one after the other under
-``jax.lax.map`` inside one compiled function, and the instance axis is sharded over a 1-d device mesh
-(axis ``"instances"``, all local devices by default) with ``jax.shard_map``.
+Instances run on `jaxcim.engine`: vmapped in chunks sized by a memory budget, chunks one after the other under
+``jax.lax.map`` inside one compiled function (or one call per chunk with progress or a checkpoint), the instance
+axis sharded over a 1-d device mesh (axis ``"instances"``, every device of every process by default) with
+``jax.shard_map``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,10 +32,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, PartitionSpec
 
-from jaxcim import mapping
-from jaxcim.montecarlo import default_memory_budget
+from jaxcim import engine, mapping
+from jaxcim.checks import check_int
 from jaxcim.nn.convert import analogize
 from jaxcim.nn.layers import SHAPE_LOG, _layers_or_raise, program, set_mode, set_time
 
@@ -106,23 +106,7 @@ class AccuracyResult:
         return "\n".join(rows)
 
 
-def format_time(t: float) -> str:
-    """Seconds as a short human unit: 1 s, 1 h, 1 d, 1 y."""
-    for unit, sec in (("y", 365.25 * 86400), ("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
-        if t >= sec:
-            return f"{t / sec:.3g} {unit}"
-    return f"{t:.3g} s"
-
-
 # ----------------------------------------------------------------------------------------- checks
-
-
-def _check_int(name: str, value: Any, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if value < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {value}")
-    return int(value)
 
 
 def _check_data(data: Any) -> tuple[jax.Array, jax.Array]:
@@ -188,9 +172,7 @@ def instance_bytes(model: Any, x: jax.Array, n_times: int = 1) -> int:
     return 4 * total * (1 + (n_times > 1))
 
 
-def default_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A 1-d mesh with axis ``"instances"`` over ``devices`` (default: all local devices)."""
-    return Mesh(np.asarray(list(devices) if devices is not None else jax.local_devices()), ("instances",))
+default_mesh = engine.default_mesh
 
 
 # ----------------------------------------------------------------------------------------- kernels
@@ -226,7 +208,7 @@ def _instance_accuracy(graphdef, state, x_calib, xb, yb, valid, times, key):
     return jax.lax.map(at, times)
 
 
-_INSTANCES = PartitionSpec(None, "instances")
+_INSTANCES = PartitionSpec(None, engine.AXIS)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -237,13 +219,65 @@ def _run(graphdef, mesh, state, x_calib, xb, yb, valid, times, key, idx):
 
     def local(state, x_calib, xb, yb, valid, times, key, idx):
         def one(i):
-            return _instance_accuracy(graphdef, state, x_calib, xb, yb, valid, times, jax.random.fold_in(key, i))
+            return _instance_accuracy(graphdef, state, x_calib, xb, yb, valid, times, engine.instance_key(key, i))
 
         return jax.lax.map(jax.vmap(one), idx)
 
     rep = PartitionSpec()
     return jax.shard_map(local, mesh=mesh, in_specs=(rep,) * 7 + (_INSTANCES,), out_specs=_INSTANCES,
                          check_vma=False)(state, x_calib, xb, yb, valid, times, key, idx)
+
+
+# ----------------------------------------------------------------------------------------- evaluate
+
+
+def _analog_model(model: Any, cfg: Any, x: jax.Array, y: jax.Array) -> tuple[Any, float]:
+    """The analog copy of ``model`` in evaluation mode, and the digital accuracy of the same weights."""
+    analog = analogize(model, cfg, mode="analog") if cfg is not None else nnx.clone(model)
+    _layers_or_raise(analog, "evaluate")
+    analog.eval()  # dropout off, batch norm on running averages
+    digital = set_mode(nnx.clone(analog), "digital")
+    return analog, float(jnp.mean(jnp.argmax(digital(x), axis=-1) == y))
+
+
+def _chunk_size(store: engine.ChunkStore | None, n_instances: int, per_instance, mesh: Mesh,
+                chunk_size: int | None, memory_budget: int | None) -> int:
+    """The checkpoint's chunk size when it has one (an explicit different one is an error), else the plan's."""
+    saved = None if store is None else store.chunk_size()
+    planned = engine.plan_chunk_size(n_instances, per_instance, mesh=mesh, memory_budget=memory_budget,
+                                     chunk_size=chunk_size if saved is None else saved)
+    if saved is not None and chunk_size is not None and -(-chunk_size // mesh.size) * mesh.size != saved:
+        raise ValueError(f"chunk_size {chunk_size} differs from the checkpoint's ({saved}) in {store.folder}")
+    return planned
+
+
+def _run_by_chunk(run, n_instances: int, chunk: int, n_times: int, store: engine.ChunkStore | None,
+                  progress: bool) -> np.ndarray:
+    """Correct counts (n_chunks, chunk, n_times), one compiled call per chunk: chunks saved in ``store`` are
+    loaded, the others run (and saved), with an optional progress bar."""
+    saved = {}
+    if store is not None:
+        store.open(chunk)
+        saved = store.load(chunk, n_instances, {"correct": ((1, chunk, n_times), "iu")})
+    bar = None
+    if progress and engine.is_primary():
+        from jaxcim.progress import Progress  # tqdm on a terminal
+
+        done = sum(min(chunk, n_instances - first) for first in saved)
+        bar = Progress(n_instances, done, desc="chips")
+    parts = []
+    for first, stop in engine.chunks(n_instances, chunk):
+        if first in saved:
+            parts.append(saved[first]["correct"])
+            continue
+        parts.append(run(first // chunk, first // chunk + 1))
+        if store is not None:
+            store.save(first, first + chunk, {"correct": parts[-1]})
+        if bar is not None:
+            bar.update(stop - first)
+    if bar is not None:
+        bar.close()
+    return np.concatenate(parts, axis=0)
 
 
 def evaluate(
@@ -270,15 +304,16 @@ def evaluate(
       chunk_size: instances per vmapped chunk (rounded up to a multiple of the device count); default from
         ``memory_budget``.
       memory_budget: working memory per chunk, bytes; default 256 MiB on CPUs, a quarter of the devices' memory
-        on accelerators (`jaxcim.montecarlo.default_memory_budget`).
-      mesh: 1-d mesh with axis ``"instances"`` to shard instances over; default all local devices.
+        on accelerators (`jaxcim.engine.default_memory_budget`).
+      mesh: 1-d mesh with axis ``"instances"`` to shard instances over; default every device of every process
+        (each process computes its share; every process gets the whole result).
       progress: show progress over chunks: a tqdm bar on a terminal, plain lines otherwise (runs one compiled
         call per chunk).
       checkpoint: a folder to save every chunk's results in as it completes (atomic writes) and to resume from:
         chunks already saved there are loaded, not run again, and the chunk size is the saved one. Results are
         the same as an uninterrupted run. Every chunk file carries ``fingerprint``; files that are damaged,
         of another shape or of another fingerprint are computed again (and replaced). Runs one compiled call per
-        chunk.
+        chunk (`jaxcim.engine.ChunkStore`; with several processes, process 0 writes).
       fingerprint: what the checkpoint's chunks must belong to (``jaxcim run``: a hash of the study); default
         a hash of the analog model (structure, weights, configs), the data, ``x_calib``, the times and the key.
 
@@ -287,121 +322,41 @@ def evaluate(
     """
     core_key_check(key)
     x, y = _check_data(data)
-    n_instances = _check_int("n_instances", n_instances, 1)
+    n_instances = check_int("n_instances", n_instances, 1)
     times_arr = _check_times(times)
     if memory_budget is not None:
-        memory_budget = _check_int("memory_budget", memory_budget, 1)
-    batch = x.shape[0] if batch_size is None else min(_check_int("batch_size", batch_size, 1), x.shape[0])
+        memory_budget = check_int("memory_budget", memory_budget, 1)
+    batch = x.shape[0] if batch_size is None else min(check_int("batch_size", batch_size, 1), x.shape[0])
     xc = x[:128] if x_calib is None else _check_calib(x_calib, x.shape[1:])
-    mesh = default_mesh() if mesh is None else mesh
-    if not isinstance(mesh, Mesh) or mesh.axis_names != ("instances",):
-        raise ValueError("mesh must be a jax.sharding.Mesh with the single axis 'instances'")
-    n_dev = mesh.size
+    mesh = engine.check_mesh(mesh)
+    analog, digital_acc = _analog_model(model, cfg, x, y)
 
-    analog = analogize(model, cfg, mode="analog") if cfg is not None else nnx.clone(model)
-    _layers_or_raise(analog, "evaluate")
-    analog.eval()  # dropout off, batch norm on running averages
-    digital = set_mode(nnx.clone(analog), "digital")
-    digital_acc = float(jnp.mean(jnp.argmax(digital(x), axis=-1) == y))
-
-    folder = None if checkpoint is None else Path(checkpoint)
-    if folder is not None and fingerprint is None:
-        fingerprint = _fingerprint(analog, x, y, xc, times_arr, key)
-    saved_chunk = _saved_chunk_size(folder, fingerprint)
-    if saved_chunk is not None:
-        if chunk_size is not None and -(-chunk_size // n_dev) * n_dev != saved_chunk:
-            raise ValueError(f"chunk_size {chunk_size} differs from the checkpoint's ({saved_chunk}) in {folder}")
-        chunk_size = saved_chunk
-    if chunk_size is None:
-        if memory_budget is None:
-            memory_budget = default_memory_budget(mesh.devices.flat)
-        per = instance_bytes(analog, x[:batch], len(times_arr))
-        chunk_size = max(1, min(memory_budget // max(per, 1), n_instances))
-    chunk = -(-_check_int("chunk_size", chunk_size, 1) // n_dev) * n_dev
+    store = None
+    if checkpoint is not None:
+        fingerprint = _fingerprint(analog, x, y, xc, times_arr, key) if fingerprint is None else fingerprint
+        store = engine.ChunkStore(Path(checkpoint), fingerprint)
+    chunk = _chunk_size(store, n_instances, lambda: instance_bytes(analog, x[:batch], len(times_arr)), mesh,
+                        chunk_size, memory_budget)
     n_chunks = -(-n_instances // chunk)
-    idx = jnp.arange(n_chunks * chunk, dtype=jnp.uint32).reshape(n_chunks, chunk)
-
+    idx = np.arange(n_chunks * chunk, dtype=np.uint32).reshape(n_chunks, chunk)
     graphdef, state = nnx.split(analog)
-    xb, yb, valid = _batches(x, y, batch)
-    idx = jax.device_put(idx, NamedSharding(mesh, _INSTANCES))
-    args = (state, xc, xb, yb, valid, times_arr, key)
-    if progress or folder is not None:
-        from jaxcim import io
-        from jaxcim.study import Progress  # tqdm on a terminal
+    args = engine.replicate((state, xc, *_batches(x, y, batch), times_arr, key), mesh)
 
-        saved = {}
-        if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
-            io.atomic_write_json(folder / "chunks.json", {"chunk_size": chunk, "fingerprint": fingerprint})
-            saved = _saved_chunks(folder, chunk, n_chunks, len(times_arr), fingerprint)
-        done = sum(min(chunk, n_instances - c * chunk) for c in saved)
-        bar, parts = Progress(n_instances, done, desc="chips") if progress else None, []
-        for c in range(n_chunks):
-            if c in saved:
-                parts.append(saved[c])
-                continue
-            parts.append(np.asarray(_run(graphdef, mesh, *args, idx[c:c + 1])))
-            if folder is not None:
-                io.write_npz(folder / io.chunk_name(c * chunk, (c + 1) * chunk), fingerprint, {"correct": parts[-1]})
-            if bar is not None:
-                bar.update(min(chunk, n_instances - c * chunk))
-        if bar is not None:
-            bar.close()
-        acc = np.concatenate(parts, axis=0)
+    def run(c0: int, c1: int) -> np.ndarray:
+        return engine.to_host(_run(graphdef, mesh, *args, engine.shard_instances(idx[c0:c1], mesh, axis=1)))
+
+    if progress or store is not None:
+        acc = _run_by_chunk(run, n_instances, chunk, len(times_arr), store, progress)
     else:
-        acc = np.asarray(_run(graphdef, mesh, *args, idx))
+        acc = run(0, n_chunks)
     acc = acc.reshape(n_chunks * chunk, len(times_arr))[:n_instances] / x.shape[0]
     return AccuracyResult(accuracies=acc, times=np.asarray(times_arr, dtype=float), n_examples=int(x.shape[0]),
                           digital_accuracy=digital_acc)
 
 
-def _saved_chunk_size(folder: Path | None, fingerprint: str | None = None) -> int | None:
-    """The chunk size recorded in a checkpoint folder of `evaluate` (``chunks.json``), or None: no folder, no
-    record, a damaged record, or (``fingerprint`` given) the record of another evaluation."""
-    if folder is None or not (folder / "chunks.json").is_file():
-        return None
-    try:
-        record = json.loads((folder / "chunks.json").read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    if not isinstance(record, dict):
-        return None
-    size = record.get("chunk_size")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        return None
-    if fingerprint is not None and record.get("fingerprint") != fingerprint:
-        return None
-    return size
-
-
-def _saved_chunks(folder: Path, chunk: int, n_chunks: int, n_times: int, fingerprint: str) -> dict[int, np.ndarray]:
-    """Correct counts (1, chunk, n_times) of the valid chunks saved in ``folder``, by chunk index (< n_chunks).
-
-    Chunk files that are damaged, of another size or shape, or of another ``fingerprint`` are deleted: those
-    chunks run again."""
-    from jaxcim import io
-
-    saved, stale = {}, []
-    for first, stop, f in io.list_chunks(folder):
-        c = first // chunk
-        if first % chunk or stop != first + chunk or c >= n_chunks or c in saved:
-            stale.append(f)
-            continue
-        try:
-            part = io.read_npz(f, fingerprint, {"correct": ((1, chunk, n_times), None)})["correct"]
-        except io.CheckpointError:
-            stale.append(f)
-            continue
-        if part.dtype.kind not in "iu":
-            stale.append(f)
-            continue
-        saved[c] = part
-    io.remove_files(stale)
-    return saved
-
-
 def _fingerprint(model: Any, x: jax.Array, y: jax.Array, x_calib: jax.Array, times: jax.Array,
                  key: jax.Array) -> str:
+
     """Hash of what an evaluation's per-chip results depend on (not the instance count or the chunk size)."""
     graphdef, state = nnx.split(model)
     h = hashlib.sha256(repr(graphdef).encode())
