@@ -38,6 +38,7 @@ from jaxcim import engine, mapping
 from jaxcim.checks import check_int
 from jaxcim.nn.convert import analogize
 from jaxcim.nn.layers import SHAPE_LOG, _layers_or_raise, program, set_mode, set_time
+from jaxcim.progress import Progress, format_time
 
 _CELL_ARRAYS = 16
 """Live per-cell float arrays of one programmed layer (G+/G-, targets, drift parameters, noisy copies while
@@ -261,7 +262,7 @@ def _run_by_chunk(run, n_instances: int, chunk: int, n_times: int, store: engine
         saved = store.load(chunk, n_instances, {"correct": ((1, chunk, n_times), "iu")})
     bar = None
     if progress and engine.is_primary():
-        from jaxcim.progress import Progress  # tqdm on a terminal
+
 
         done = sum(min(chunk, n_instances - first) for first in saved)
         bar = Progress(n_instances, done, desc="chips")
