@@ -3,7 +3,7 @@ within a time limit. A README that drifts from the code fails here.
 
 Lines are run as written (``jaxcim ...`` through the console script's function `jaxcim.cli.main`, in one
 interpreter), except those listed in `EXCLUDED` (each with its reason): package installs, the whole test suite,
-commands that need several processes or a study file of the reader's own.
+commands that need several processes, and the Pareto search (minutes).
 """
 
 import re
@@ -27,7 +27,8 @@ EXCLUDED = {
     "--num-processes": "starts one of several cooperating processes: multi-process runs are tested with real "
                        "processes by the tests of jaxcim.distributed",
     "export JAX_CPU_COLLECTIVES_IMPLEMENTATION": "belongs to the multi-process commands",
-    "study.toml": "names a study file of the reader's own",
+    "jaxcim pareto": "about 5 minutes of CPU (a grid of chip Monte Carlo runs); tests/test_energy.py runs the "
+                     "command on a tiny grid",
 }
 """Line fragments of README commands that this test does not run, and why."""
 

@@ -45,6 +45,8 @@ class StudyType:
 
 STUDY_TYPES: dict[str, StudyType] = {}
 """The registered study types by name (`register`)."""
+OTHER_COMMANDS = ("energy", "pareto")
+"""Study types that have a command of their own instead of ``jaxcim run``."""
 
 
 def register(name: str, stype: StudyType) -> StudyType:
@@ -131,7 +133,8 @@ def load_study(path: str | Path | None = None, overrides: Mapping[str, Any] | No
     data = io.read_toml(path)
     kind = data.get("study", "mvm")
     if kind not in STUDY_TYPES:
-        raise StudyError(f"{path}: unknown study type {kind!r}; valid: {', '.join(sorted(STUDY_TYPES))}")
+        hint = f" (run it with `jaxcim {kind} {path}`)" if kind in OTHER_COMMANDS else ""
+        raise StudyError(f"{path}: unknown study type {kind!r}{hint}; valid: {', '.join(sorted(STUDY_TYPES))}")
     stype = STUDY_TYPES[kind]
     study = dict(stype.defaults)
     for key, value in data.items():
