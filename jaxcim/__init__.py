@@ -24,6 +24,7 @@ from jaxcim.config import (
 )
 from jaxcim.core import CrossbarState, conductances_at, program, read, simulate
 from jaxcim.devices import fit_custom
+from jaxcim.levels import level_error_rate
 from jaxcim.montecarlo import monte_carlo, monte_carlo_stats, summarize, summarize_errors
 from jaxcim.optimize import LearnedMapping, OptimizeResult, load_mapping, optimize_mapping, save_mapping
 from jaxcim.programming import ProgramInfo
@@ -50,6 +51,7 @@ __all__ = [
     "energy",
     "fit_custom",
     "load_config",
+    "level_error_rate",
     "load_mapping",
     "mapping",
     "monte_carlo",

@@ -112,7 +112,7 @@ def quiet_reads():
 
 def test_level_error_rate_is_the_gaussian_overlap(quiet_reads):
     cells = 20_000
-    rate = jax.jit(jax.vmap(lambda t, temp: jd.level_error_rate(quiet_reads, 4, t, temp, key=jax.random.key(3),
+    rate = jax.jit(jax.vmap(lambda t, temp: jc.level_error_rate(quiet_reads, 4, t, temp, key=jax.random.key(3),
                                                                 cells_per_level=cells, per_level=True)))
     times = np.array([30 * DAY, YEAR10, YEAR10])
     temps = np.array([298.15, 298.15, 358.15])
@@ -122,15 +122,15 @@ def test_level_error_rate_is_the_gaussian_overlap(quiet_reads):
         assert np.all(np.abs(row - expect) <= 4 * np.sqrt(expect * (1 - expect) / cells) + 1e-4), (row, expect)
     assert np.all(np.diff(got.mean(axis=1)) > 0)  # later and hotter: more errors
     # closer levels (8 in the same window) fail first; the mean over levels is the default
-    eight = jd.level_error_rate(quiet_reads, 8, times[2], temps[2], key=jax.random.key(3), cells_per_level=cells)
+    eight = jc.level_error_rate(quiet_reads, 8, times[2], temps[2], key=jax.random.key(3), cells_per_level=cells)
     assert float(eight) > float(got[2].mean()) + 0.05
 
 
 def test_bad_input_is_named(quiet_reads):
     with pytest.raises(ValueError, match="levels"):
-        jd.level_error_rate(quiet_reads, 1, 1.0, key=jax.random.key(0))
+        jc.level_error_rate(quiet_reads, 1, 1.0, key=jax.random.key(0))
     with pytest.raises(ValueError, match="device.temperature"):
-        jd.level_error_rate(quiet_reads, 4, 1.0, -5.0, key=jax.random.key(0))
+        jc.level_error_rate(quiet_reads, 4, 1.0, -5.0, key=jax.random.key(0))
     with pytest.raises(ValueError, match="device.activation_energy"):
         jd.ReRAMRetention(activation_energy=-1.0)
 

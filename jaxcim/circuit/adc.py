@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxcim.config import check_range
+from jaxcim.fields import check_range
 
 K_B = 1.380649e-23
 """Boltzmann constant, J/K."""

@@ -24,14 +24,13 @@ from jaxcim.devices import custom, pcm, reram, retention
 from jaxcim.devices.base import DeviceModel, build, field_names, model_class, names, register
 from jaxcim.devices.custom import Polynomial, fit_custom, poly
 from jaxcim.devices.ideal import Ideal
-from jaxcim.devices.levels import level_error_rate
 from jaxcim.devices.pcm import PCMLike
 from jaxcim.devices.reram import ReRAMWan2022
 from jaxcim.devices.retention import ReRAMRetention
 
 __all__ = [
     "DeviceModel", "Ideal", "PCMLike", "Polynomial", "ReRAMRetention", "ReRAMWan2022", "at_time", "build", "custom",
-    "field_names", "fit_custom", "level_error_rate", "model_class", "names", "pcm", "poly", "programming_mean",
+    "field_names", "fit_custom", "model_class", "names", "pcm", "poly", "programming_mean",
     "programming_sigma", "quantize_levels", "read", "read_sigma", "register", "reram", "retention",
     "sample_time_params",
 ]

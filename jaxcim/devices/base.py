@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxcim.config import check_int, check_range, concrete
+from jaxcim.fields import check_int, check_range, concrete
 
 _REGISTRY: dict[str, type[DeviceModel]] = {}
 

@@ -8,8 +8,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcim.config import check_range
 from jaxcim.devices.base import DeviceModel, register
+from jaxcim.fields import check_range
 
 
 def poly(coeffs, x):

@@ -58,9 +58,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcim import rng
-from jaxcim.config import check_range, concrete
 from jaxcim.devices.base import DeviceModel, register
 from jaxcim.devices.custom import poly
+from jaxcim.fields import check_range, concrete
 
 K_B_EV = 8.617333262e-5
 """Boltzmann constant, eV / K (CODATA 2018, exact in the 2019 SI)."""

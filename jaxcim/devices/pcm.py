@@ -36,8 +36,8 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxcim import rng
-from jaxcim.config import check_choice, check_range
 from jaxcim.devices.base import DeviceModel, register
+from jaxcim.fields import check_choice, check_range
 
 G_MAX_REF = 25e-6
 """Maximum conductance of the measured PCM array the fits were made on, S (Joshi 2020)."""

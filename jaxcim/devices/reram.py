@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxcim import rng
-from jaxcim.config import check_range
 from jaxcim.devices.base import DeviceModel, register
+from jaxcim.fields import check_range
 
 G_MAX_REF = 40e-6
 """Maximum conductance of the NeuRRAM cells the fits were made on, S (Wan 2022)."""

@@ -38,10 +38,10 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from jaxcim.config import check_range
 from jaxcim.devices.base import register
 from jaxcim.devices.custom import poly
 from jaxcim.devices.reram import FIT_TIMES, G_MAX_REF, ReRAMWan2022, programming_sigma
+from jaxcim.fields import check_range
 
 BOLTZMANN_EV = 8.617333262e-5
 """Boltzmann constant, eV/K (CODATA 2018, exact by the 2019 SI)."""

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxcim.config import CrossbarConfig
-from jaxcim.nn.layers import ANALOG_LAYERS, AnalogConv, AnalogLinear, _check_mode, path_str
+from jaxcim.nn.layers import ANALOG_LAYERS, AnalogConv, AnalogLinear, check_mode, path_str
 
 CONVERTIBLE = (nnx.Linear, nnx.Conv, AnalogLinear, AnalogConv)
 
@@ -125,7 +125,7 @@ def analogize(model: Any, cfg: CfgSpec, *, mode: str = "hwa", t: float = 0.0,
     Returns:
       The converted model (a new object), or the new layer if ``model`` itself is a layer.
     """
-    _check_mode(mode)
+    check_mode(mode)
     rngs = nnx.Rngs(0) if rngs is None else rngs
     if not isinstance(rngs, nnx.Rngs):
         raise TypeError(f"rngs must be nnx.Rngs, got {type(rngs).__name__}")

@@ -37,7 +37,7 @@ from jax.sharding import Mesh, PartitionSpec
 from jaxcim import engine, mapping
 from jaxcim.checks import check_int
 from jaxcim.nn.convert import analogize
-from jaxcim.nn.layers import SHAPE_LOG, _layers_or_raise, program, set_mode, set_time
+from jaxcim.nn.layers import SHAPE_LOG, analog_layers_or_raise, program, set_mode, set_time
 from jaxcim.progress import Progress, format_time
 
 _CELL_ARRAYS = 16
@@ -235,7 +235,7 @@ def _run(graphdef, mesh, state, x_calib, xb, yb, valid, times, key, idx):
 def _analog_model(model: Any, cfg: Any, x: jax.Array, y: jax.Array) -> tuple[Any, float]:
     """The analog copy of ``model`` in evaluation mode, and the digital accuracy of the same weights."""
     analog = analogize(model, cfg, mode="analog") if cfg is not None else nnx.clone(model)
-    _layers_or_raise(analog, "evaluate")
+    analog_layers_or_raise(analog, "evaluate")
     analog.eval()  # dropout off, batch norm on running averages
     digital = set_mode(nnx.clone(analog), "digital")
     return analog, float(jnp.mean(jnp.argmax(digital(x), axis=-1) == y))

@@ -65,7 +65,7 @@ def _check_cfg(cfg: Any, owner: str) -> None:
                         f"got {type(cfg).__name__}")
 
 
-def _check_mode(mode: Any) -> None:
+def check_mode(mode: Any) -> None:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}; got {mode!r}")
 
@@ -91,7 +91,7 @@ class _AnalogMatmul(nnx.Module):
 
     def _init_analog(self, cfg: CrossbarConfig, mode: str, t: float, rngs: Any) -> None:
         _check_cfg(cfg, type(self).__name__)
-        _check_mode(mode)
+        check_mode(mode)
         checks.check_t(t)
         self.cfg = cfg
         self.mode = mode
@@ -107,7 +107,7 @@ class _AnalogMatmul(nnx.Module):
           analog_mode: ``"digital"``, ``"hwa"`` or ``"analog"``; None leaves the mode as it is.
         """
         if analog_mode is not None:
-            _check_mode(analog_mode)
+            check_mode(analog_mode)
             self.mode = analog_mode
 
     def _matmul(self, u: jax.Array, w: jax.Array) -> jax.Array:
@@ -331,7 +331,7 @@ def analog_layers(model: Any) -> Iterator[tuple[str, AnalogLinear | AnalogConv]]
             yield path_str(path), node
 
 
-def _layers_or_raise(model: Any, what: str) -> list[tuple[str, Any]]:
+def analog_layers_or_raise(model: Any, what: str) -> list[tuple[str, Any]]:
     layers = list(analog_layers(model))
     if not layers:
         raise ValueError(f"{what}: the model has no AnalogLinear/AnalogConv layers (convert it with "
@@ -345,8 +345,8 @@ def set_mode(model: Any, mode: str) -> Any:
     Returns:
       ``model``.
     """
-    _check_mode(mode)
-    for _, layer in _layers_or_raise(model, "set_mode"):
+    check_mode(mode)
+    for _, layer in analog_layers_or_raise(model, "set_mode"):
         layer.mode = mode
     return model
 
@@ -358,7 +358,7 @@ def set_time(model: Any, t: float | jax.Array) -> Any:
       ``model``.
     """
     checks.check_t(t)
-    for _, layer in _layers_or_raise(model, "set_time"):
+    for _, layer in analog_layers_or_raise(model, "set_time"):
         layer.t.set_value(jnp.asarray(t, jnp.float32))
     return model
 
@@ -380,7 +380,7 @@ def program(model: Any, x_calib: jax.Array, *, key: jax.Array) -> Any:
       ``model`` (programmed, in ``"analog"`` mode, read time 0).
     """
     checks.check_key(key)
-    layers = _layers_or_raise(model, "program")
+    layers = analog_layers_or_raise(model, "program")
     for j, (_, layer) in enumerate(layers):
         layer.key.set_value(jax.random.fold_in(key, j))
         layer.crossbar.set_value(None)
@@ -402,7 +402,7 @@ def clip_weights(model: Any, n_sigma: float = 2.5) -> Any:
     """
     if not n_sigma > 0:
         raise ValueError(f"n_sigma must be > 0, got {n_sigma!r}")
-    for _, layer in _layers_or_raise(model, "clip_weights"):
+    for _, layer in analog_layers_or_raise(model, "clip_weights"):
         k = layer.kernel[...]
         c = n_sigma * jnp.std(k)
         layer.kernel[...] = jnp.clip(k, -c, c)

@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxcim import devices, programming
 from jaxcim.config import CrossbarConfig, check_int
 from jaxcim.devices.base import DeviceModel
 
@@ -60,8 +61,6 @@ def level_error_rate(
 
 @partial(jax.jit, static_argnums=(1, 2, 3))
 def _error_rate(cfg, levels: int, cells: int, per_level: bool, t, key):
-    from jaxcim import devices, programming  # both import this package: resolved at call time
-
     dev = cfg.device.replace(levels=0)  # the targets are the nominal levels already
     cfg = cfg.replace(device=dev)
     k_write, k_time, k_read = jax.random.split(key, 3)
