@@ -1,5 +1,7 @@
 """Shared test helpers: a small classifier study, and another process holding a jaxcim output-folder lock."""
 
+import os
+import re
 import subprocess
 import sys
 
@@ -33,3 +35,10 @@ epochs = 3
 [hwa]
 epochs = 1
 """
+
+
+def xla_flags(devices: int) -> str:
+    """This process's XLA_FLAGS (the suite's compiler options) with ``devices`` forced CPU devices instead of 8,
+    for worker processes whose results are compared bit for bit with this one's."""
+    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ.get("XLA_FLAGS", ""))
+    return f"{flags.strip()} --xla_force_host_platform_device_count={devices}".strip()

@@ -345,7 +345,7 @@ def test_netcdf_holds_the_instances_with_the_config_as_attributes(tmp_path):
     (["--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"], {}, "--process-id must be in [0, 1]"),
     ([], {"JAXCIM_COORDINATOR": "h:1", "JAXCIM_NUM_PROCESSES": "two", "JAXCIM_PROCESS_ID": "0"}, "must be an integer"),
     (["--init-timeout", "0.3"], {"JAXCIM_COORDINATOR": "127.0.0.1:1", "JAXCIM_NUM_PROCESSES": "2",
-                                 "JAXCIM_PROCESS_ID": "1"}, "no coordinator at 127.0.0.1:1 after 0.3 s"),
+                                 "JAXCIM_PROCESS_ID": "1"}, "coordinator 127.0.0.1:1 did not answer within 0.3 s"),
 ])
 def test_bad_distributed_options_are_one_error_line(tmp_path, capsys, monkeypatch, args, env, match):
     for k, v in env.items():

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from helpers import xla_flags
 
 N_PROCESSES, DEVICES_PER_PROCESS = 2, 2
 MC = dict(n=10, times=(1.0, 3600.0), chunk_size=8)  # two chunks of 8 over 4 devices, the last one padded
@@ -73,7 +74,7 @@ def test_two_processes_equal_one_process_bit_for_bit(tmp_path):
     from jaxcim import engine
 
     out = tmp_path / "mp.npz"
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={DEVICES_PER_PROCESS}",
+    env = {**os.environ, "XLA_FLAGS": xla_flags(DEVICES_PER_PROCESS),
            "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), *sys.path])}
     port = _free_port()
     procs = [subprocess.Popen([sys.executable, __file__, str(port), str(i), str(out)], env=env,

@@ -181,6 +181,7 @@ def test_bad_input_fails_early_with_a_clear_message():
         jc.program(cfg, w, key=k, mapping={"col_range": 1.0})
 
 
+@pytest.mark.extended  # the README's optimize -> run --mapping lines, through the CLI (1-2 min)
 def test_cli_optimize_writes_a_mapping_that_run_and_simulate_use(tmp_path, capsys):
     w, x = _data(32, 16, batch=16)
     np.save(tmp_path / "w.npy", w)

@@ -24,7 +24,7 @@ TIME_LIMIT_S = 600
 EXCLUDED = {
     "pip install": "installs packages: CI installs jaxcim and its extras before the tests",
     "pytest": "runs the whole test suite, which includes this test",
-    "--num-processes": "starts one of several cooperating processes: multi-process runs are tested with real "
+    "--num-processes": "starts one of several cooperating processes: multi-process library runs are tested with real "
                        "processes by the tests of jaxcim.distributed",
     "export JAX_CPU_COLLECTIVES_IMPLEMENTATION": "belongs to the multi-process commands",
     "jaxcim pareto": "about 5 minutes of CPU (a grid of chip Monte Carlo runs); tests/test_energy.py runs the "
@@ -70,7 +70,7 @@ def run_line(line: str, cwd: Path) -> None:
     assert proc.returncode == 0, f"{line!r}: {proc.stderr[-3000:]}"
 
 
-@pytest.mark.slow
+@pytest.mark.extended  # ~4-8 min on 2 cores: `pytest -m extended`
 def test_every_command_line_of_the_readme_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
