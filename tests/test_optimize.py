@@ -39,7 +39,9 @@ def test_identity_mapping_reproduces_the_plain_mapping(preset, changes):
     key = jax.random.key(7)
     y0 = jc.simulate(cfg, w, x, key=key, t=3600.0)
     y1 = jc.simulate(cfg, w, x, key=key, t=3600.0, mapping=init_mapping(cfg, w, learn))
-    np.testing.assert_array_equal(np.asarray(y0), np.asarray(y1))
+    # Two different programs: bit-equal when LLVM optimizes them (-O2, the default), within 2 ulp when the suite
+    # compiles at -O0 (tests/conftest.py), where fused multiply-adds are formed differently in the two.
+    np.testing.assert_allclose(np.asarray(y1), np.asarray(y0), rtol=1e-6, atol=0)
 
 
 def test_learned_targets_follow_the_documented_formula():
