@@ -64,6 +64,15 @@ def _count(v: jax.Array, thresholds: jax.Array) -> jax.Array:
     return jnp.sum((v[..., None] >= thresholds).astype(v.dtype), axis=-1)
 
 
+def _compare(adc, params, v: jax.Array, levels: int, key: jax.Array | None) -> jax.Array:
+    """Codes of a converter that compares ``v`` with its thresholds (``adc.thresholds``; flash, ramp, measured
+    tables), with Gaussian comparator noise ``adc.comparator_noise`` when ``key`` is given; straight-through."""
+    vn = jax.lax.stop_gradient(v)
+    if key is not None:
+        vn = vn + adc.comparator_noise * jax.random.normal(key, v.shape, v.dtype)
+    return _ste(v, _count(vn, adc.thresholds(params, levels).astype(v.dtype)), levels)
+
+
 def ideal_thresholds(levels: int, dtype=jnp.float32) -> jax.Array:
     """T_k = k - 1/2, k = 1..levels (LSB): rounding to the nearest code."""
     return jnp.arange(1, levels + 1, dtype=dtype) - 0.5
@@ -220,10 +229,7 @@ class FlashADC:
         return ideal_thresholds(levels, params["offsets"].dtype) + params["offsets"]
 
     def convert(self, params, v, levels, key=None):
-        vn = jax.lax.stop_gradient(v)
-        if key is not None:
-            vn = vn + self.comparator_noise * jax.random.normal(key, v.shape, v.dtype)
-        return _ste(v, _count(vn, self.thresholds(params, levels).astype(v.dtype)), levels)
+        return _compare(self, params, v, levels, key)
 
     def _gate_area(self, bits):
         sigma_v = self.offset * self.v_ref / 2.0**bits
@@ -285,10 +291,7 @@ class RampADC:
         return k + params["bow"][..., None] * 4 * x * (1 - x) + params["offset"][..., None]
 
     def convert(self, params, v, levels, key=None):
-        vn = jax.lax.stop_gradient(v)
-        if key is not None:
-            vn = vn + self.comparator_noise * jax.random.normal(key, v.shape, v.dtype)
-        return _ste(v, _count(vn, self.thresholds(params, levels).astype(v.dtype)), levels)
+        return _compare(self, params, v, levels, key)
 
     def energy(self, bits):
         return 2.0**bits * 2 * self.c_count * self.v_dd**2 + self.e_comparator
@@ -361,10 +364,7 @@ class MeasuredADC:
         return ideal_thresholds(levels, params["inl"].dtype) + params["inl"]
 
     def convert(self, params, v, levels, key=None):
-        vn = jax.lax.stop_gradient(v)
-        if key is not None:
-            vn = vn + self.comparator_noise * jax.random.normal(key, v.shape, v.dtype)
-        return _ste(v, _count(vn, self.thresholds(params, levels).astype(v.dtype)), levels)
+        return _compare(self, params, v, levels, key)
 
     def energy(self, bits):
         return self.e_conv + 0.0 * bits
