@@ -201,9 +201,9 @@ def _scaled(node: float, **fields: Any) -> dict[str, Any]:
     return base
 
 
-NODE_SUPPLY = {14e-9: 0.8, 22e-9: 0.8, 28e-9: 0.9, 40e-9: 1.1, 65e-9: 1.2, 90e-9: 1.2, 130e-9: 1.2}
+NODE_SUPPLY = {14e-9: 0.8, 22e-9: 0.8, 28e-9: 0.9, 40e-9: 1.1, 55e-9: 1.2, 65e-9: 1.2, 90e-9: 1.2, 130e-9: 1.2}
 """Nominal core supply by technology node, V (foundry core devices: 0.8 V at 14-22 nm FinFET/FD-SOI, 0.9 V at
-28 nm, 1.1 V at 40 nm LP, 1.2 V at 65-130 nm)."""
+28 nm, 1.1 V at 40 nm LP, 1.2 V at 55-130 nm)."""
 
 E_SENSE_22NM = 60e-15
 """Column readout front end (integrator / current-to-voltage stage) per conversion at 22 nm and 0.8 V, J: an

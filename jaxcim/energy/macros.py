@@ -166,6 +166,83 @@ def _he(vdd: float) -> Macro:
                  Workload(256, 256, name="4b/2b"), assumptions=_HE_ASSUMED + " Supply as stated (1.2 V / 0.9 V).")
 
 
+_XUE19 = ("Xue et al., ISSCC 2019, paper 24.1 (doi 10.1109/ISSCC.2019.8662395), Fig. 24.1.6: 55 nm, 1 Mb 1T1R "
+          "binary-cell ReRAM")
+_XUE19_ASSUMED = ("Stated (digest text): a 3-bit signed weight is 4 binary cells in a positive or a negative column "
+                  "group (2 magnitude bits, MSB and LSB bit lines) whose currents are scaled and combined before one "
+                  "current-mode sense (down-scaling weighted current translator, positive-negative subtractor); "
+                  "a 3x3 kernel occupies 9 consecutive rows; 4-bit output from a 3-phase sense amplifier; a 2-bit "
+                  "input is two sequential 1-bit word-line pulses combined before sensing. Assumed: 256x512 sub-arrays "
+                  "(8 in 1 Mb, as quoted for this macro in a public survey summary), 9 word lines per read, the "
+                  "4-bit sense modelled as the node's 4-bit SAR, 1-40 uS cells at 0.2 V (the group's later macros, as "
+                  "Hung 2021), read window = the stated MAC time (11.75 ns at 1-bit inputs, 14.6 ns at 2-bit inputs, "
+                  "the two pulses as one pulse-width-coded input), binary inputs half ones.")
+
+
+def _xue2019(in_bits: int) -> Macro:
+    cfg = _cfg(f"xue2019-{in_bits}b", weight_bits=2, slices=2, rows=256, cols=128, in_bits=in_bits, adc_bits=4)
+    t = {1: 11.75e-9, 2: 14.6e-9}[in_bits]
+    enc = {1: "amplitude", 2: "pwm"}[in_bits]
+    hw = node_hardware(55e-9, t_read=t, rows_per_read=9, analog_slice_combine=True, adc_share=1,
+                       input_encoding=enc)
+    tpw = {1: 53.17, 2: 21.9}[in_bits]
+    mode = {1: "binary mode, 1b input / 3b weight / 4b output", 2: "multibit mode, 2b input"}[in_bits]
+    wl = (Workload(256, 128, input_density=0.5, input_mean_abs=1.0, name="1b/3b") if in_bits == 1
+          else Workload(256, 128, name="2b/3b"))
+    return Macro(f"Xue 2019, {in_bits}b/3b", _XUE19 + f" ({tpw} TOPS/W, {mode})", "ReRAM", 55e-9, tpw, cfg, hw, wl,
+                 published_latency=t, assumptions=_XUE19_ASSUMED)
+
+
+_XUE20 = ("Xue et al., ISSCC 2020, paper 15.4 (doi 10.1109/ISSCC19947.2020.9063078), title and abstract: 22 nm, 2 Mb "
+          "ReRAM, 121.3 TOPS/W (binary) to 28.9 TOPS/W (4b input / 4b weight / 11b output), access time 9.8-18.3 ns")
+_XUE20_ASSUMED = ("Stated (abstract): inputs on the bit lines through input-aware multibit bit-line clamping with a "
+                  "single word line on per input (amplitude-coded inputs, one cycle), 4-bit weights in binary cells "
+                  "by scrambled two's-complement mapping with source-line biasing and a value combiner (one cell per "
+                  "weight bit, combined in analog before one conversion), dual-bit current-mode sense amplifier. "
+                  "Assumed: 512x512 sub-arrays and 16 word lines per read (as quoted for this macro in a public "
+                  "survey summary), two's-complement columns as jaxcim's offset scheme, the sense amplifier as the "
+                  "node's SAR at the output bits (5 bits for 16 binary products, 11 bits as stated), 1-40 uS cells "
+                  "at 0.2 V full-scale bit-line voltage (as Hung 2021, the same group and node), read window = the "
+                  "stated access time (9.8 ns binary, 18.3 ns at 4 bits), binary inputs half ones.")
+
+
+def _xue2020(bits: int) -> Macro:
+    if bits == 1:
+        cfg = _cfg("xue2020-binary", rows=512, cols=512, adc_bits=5, scheme="offset")
+        hw = node_hardware(22e-9, t_read=9.8e-9, rows_per_read=16, adc_share=1)
+        wl = Workload(512, 511, input_density=0.5, input_mean_abs=1.0, name="binary")
+        tpw, lat, mode = 121.3, 9.8e-9, "binary"
+    else:
+        cfg = _cfg("xue2020-4b", weight_bits=4, slices=4, rows=512, cols=128, in_bits=4, adc_bits=11,
+                   scheme="offset")
+        hw = node_hardware(22e-9, t_read=18.3e-9, rows_per_read=16, adc_share=1, analog_slice_combine=True)
+        wl = Workload(512, 127, name="4b/4b/11b")
+        tpw, lat, mode = 28.9, 18.3e-9, "4b input / 4b weight / 11b output"
+    return Macro(f"Xue 2020, {mode.split(' ')[0]}", _XUE20 + f" ({tpw} TOPS/W at {mode})", "ReRAM", 22e-9, tpw, cfg,
+                 hw, wl, published_latency=lat, assumptions=_XUE20_ASSUMED)
+
+
+_LIU20 = ("Liu et al., ISSCC 2020, paper 33.2 (doi 10.1109/ISSCC19947.2020.9062953): 130 nm, 158.8 kb analog ReRAM, "
+          "78.4 TOPS/W peak (title; Fig. 33.2.7), MAC-OUT access time 51.1 ns at V_read = 0.2 V and VDD = 4.2 V "
+          "(Fig. 33.2.5)")
+_LIU20_ASSUMED = ("Stated: the first layer of a 784-100-10 MLP on a 784x100 sign-weighted 2T2R array read fully in "
+                  "parallel (all 784 rows), positive and negative cells on one source line, 1-bit inputs, 3-level "
+                  "(quasi-2-bit) signed weights, a resolution-adjustable integrating ramp ADC per output. Assumed: "
+                  "8-bit conversions (the resolution of the public MNSIM 2.0 reproduction of this layer), one ADC per "
+                  "output column, modelled as the node's SAR; LRS 60 kOhm and HRS 20 MOhm (as read from the paper's "
+                  "Fig. 33.2.S1 by that reproduction); the stated VDD = 4.2 V taken as the word-line (access-gate) "
+                  "swing, the periphery at the node's 1.2 V; read window = the stated 51.1 ns access time; binary "
+                  "inputs half ones.")
+
+
+def _liu2020() -> Macro:
+    cfg = _cfg("liu2020", g_min=1 / 20e6, g_max=1 / 60e3, rows=784, cols=100, adc_bits=8)
+    hw = node_hardware(130e-9, t_read=51.1e-9, adc_share=1, v_wordline=4.2)
+    wl = Workload(784, 100, input_density=0.5, input_mean_abs=1.0, name="784x100, 1b/ternary")
+    return Macro("Liu ISSCC 2020", _LIU20, "ReRAM", 130e-9, 78.4, cfg, hw, wl, published_latency=51.1e-9,
+                 assumptions=_LIU20_ASSUMED)
+
+
 # ----------------------------------------------------------------------------------------- held out
 
 
@@ -206,24 +283,27 @@ def _ambrogio() -> Macro:
 
 def _not_verified() -> list[Macro]:
     neurram = _cfg("neurram", levels=0, weight_bits=4, in_bits=4, signed=True, adc_bits=6)
-    liu = _cfg("liu2020", levels=0, weight_bits=8, in_bits=8, adc_bits=8)
     mochida = _cfg("mochida2018", levels=0, weight_bits=4, in_bits=1, adc_bits=4)
+    spetalnick = _cfg("spetalnick2022", adc_bits=4)
     return [
         Macro("NeuRRAM (Wan 2022)", "Wan et al., Nature 608, 504 (2022), 130 nm ReRAM, 48 cores of 256x256: the "
-              "TOPS/W per bit precision is in its Fig. 1 / Extended Data table, not checked here", "ReRAM", 130e-9,
-              None, neurram, node_hardware(130e-9), Workload(256, 256), status=UNVERIFIED),
-        Macro("Liu ISSCC 2020", "Liu et al., ISSCC 2020, 130 nm analog ReRAM CIM chip: figure not checked here",
-              "ReRAM", 130e-9, None, liu, node_hardware(130e-9), Workload(256, 256), status=UNVERIFIED),
-        Macro("Mochida VLSI 2018", "Mochida et al., VLSI 2018, 40 nm analog ReRAM processor (Panasonic): figure not "
-              "checked here", "ReRAM", 40e-9, None, mochida, node_hardware(40e-9), Workload(256, 256),
-              status=UNVERIFIED),
+              "abstract gives energy efficiency only relative to earlier chips (2x); the TOPS/W per bit precision "
+              "is in its Fig. 1d / Extended Data Table 1, which could not be read here (only a blog quoting it)",
+              "ReRAM", 130e-9, None, neurram, node_hardware(130e-9), Workload(256, 256), status=UNVERIFIED),
+        Macro("Mochida VLSI 2018", "Mochida et al., VLSI 2018, 40 nm analog ReRAM processor (Panasonic): no source "
+              "with its figure could be retrieved here", "ReRAM", 40e-9, None, mochida, node_hardware(40e-9),
+              Workload(256, 256), status=UNVERIFIED),
+        Macro("Spetalnick ISSCC 2022", "Spetalnick et al., ISSCC 2022, 40 nm 64 kb binary ReRAM CIM macro: the "
+              "26.56 TOPS/W of its title was read (reference lists), but not its configuration (rows per read, "
+              "readout), so it is not modelled", "ReRAM", 40e-9, None, spetalnick, node_hardware(40e-9),
+              Workload(256, 256), status=UNVERIFIED),
     ]
 
 
 def macros() -> list[Macro]:
     """The validation set: fitted, simulator, held-out and not-verified macros (see each ``status``)."""
-    return [_hung_binary(), _hung_8b(), _hermes(1), _hermes(4), _he(1.2), _he(0.9), _neurosim_vgg8(), _yoon(),
-            _khwa(), _ambrogio(), *_not_verified()]
+    return [_hung_binary(), _hung_8b(), _hermes(1), _hermes(4), _he(1.2), _he(0.9), _xue2019(1), _xue2019(2),
+            _xue2020(1), _xue2020(4), _liu2020(), _neurosim_vgg8(), _yoon(), _khwa(), _ambrogio(), *_not_verified()]
 
 
 def _within(m: Macro, value: float) -> tuple[float | None, bool | None]:
