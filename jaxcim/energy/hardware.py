@@ -209,8 +209,8 @@ E_SENSE_22NM = 34e-15
 """Column readout front end (integrator / current-to-voltage stage) per conversion at 22 nm and 0.8 V, J: an
 integration capacitor of ~50 fF swung over the supply (C V_dd**2). Fitted together with `SAR_C_UNIT_22NM` (one
 number each for all nodes, scaled as C ~ F and V_dd**2) on the fitted macros of `jaxcim.energy.macros` only: the
-pair that keeps every fitted macro farthest inside 0.5-2x (largest worst-case log margin over a grid of 30-60 fJ
-and 0.6-1 fF); the window is narrow (about 30-40 fJ with 0.8-0.95 fF), bounded by Hung et al. 2021 at 8 bits on
+pair that keeps every fitted macro farthest inside 0.5-2x (largest worst-case log margin over grids spanning 20-60 fJ
+and 0.25-1 fF); the window is narrow (about 30-40 fJ with 0.8-0.95 fF), bounded by Hung et al. 2021 at 8 bits on
 one side and Xue et al. 2019 binary / Xue et al. 2020 at 11 bits on the other. The held-out macros played no part."""
 
 SAR_C_UNIT_22NM = 0.9e-15
