@@ -21,9 +21,9 @@ four or more are added, none when two or three are (three were), so that held-ou
 9). Their configurations were written from the papers' stated facts before their estimates were computed; they
 then took part, as fitted macros, in choosing `E_SENSE_22NM` and `SAR_C_UNIT_22NM`.
 
-Where a figure was read: every published figure below was read in a retrieved copy of the paper's title, abstract
-or digest text (the source string names the table/figure); where only a secondary summary gave a configuration
-detail, the assumption says so.
+Where a figure was read: every published figure below was read in a retrieved copy of the paper's title or
+abstract, or in a public summary quoting its digest text and figure (Xue 2019; Liu 2020's access time); the source
+string names the figure. Where only a secondary summary gave a configuration detail, the assumption says so.
 """
 
 from __future__ import annotations
@@ -179,8 +179,9 @@ def _he(vdd: float) -> Macro:
                  Workload(256, 256, name="4b/2b"), assumptions=_HE_ASSUMED + " Supply as stated (1.2 V / 0.9 V).")
 
 
-_XUE19 = ("Xue et al., ISSCC 2019, paper 24.1 (doi 10.1109/ISSCC.2019.8662395), Fig. 24.1.6: 55 nm, 1 Mb 1T1R "
-          "binary-cell ReRAM")
+_XUE19 = ("Xue et al., ISSCC 2019, paper 24.1 (doi 10.1109/ISSCC.2019.8662395), Fig. 24.1.6 and digest text (read "
+          "here in a public summary quoting them): 55 nm, 1 Mb 1T1R binary-cell ReRAM, MAC time 11.75 ns (1b "
+          "input) / 14.6 ns (2b input)")
 _XUE19_ASSUMED = ("Stated (digest text): a 3-bit signed weight is 4 binary cells in a positive or a negative column "
                   "group (2 magnitude bits, MSB and LSB bit lines) whose currents are scaled and combined before one "
                   "current-mode sense (down-scaling weighted current translator, positive-negative subtractor); "
