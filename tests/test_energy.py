@@ -125,7 +125,7 @@ def test_network_sums_layers():
 
 
 _ROWS = macros.validate()
-_OUT_OF_BAND_HELD_OUT = {"Yoon ISSCC 2021", "Khwa ISSCC 2022"}  # measured below the band: see benchmarks/README.md
+_OUT_OF_BAND_HELD_OUT = {"Yoon ISSCC 2021", "Khwa ISSCC 2022"}  # below the band; where the gap sits: each row's notes
 
 
 @pytest.mark.parametrize("row", [r for r in _ROWS if r["status"] != "held-out"], ids=lambda r: r["name"])
@@ -148,6 +148,32 @@ def test_held_out_are_the_named_ones_and_a_third():
     sources = {r["source"].split(",")[0] for r in _ROWS if r["status"] != "not verified"}
     assert len(held) >= len(sources) / 3
     assert len({r["name"] for r in macros.validate(include_unverified=True)}) >= 8
+
+
+def test_at_least_eight_verified_papers_over_nodes_and_technologies():
+    # issue 17: >= 8 published macros with a verified figure, ReRAM and PCM, binary and multi-bit inputs, several nodes
+    ms = [m for m in macros.macros() if m.status in (macros.FIT, macros.HELD)]
+    papers = {",".join(m.source.split(",")[:2]) for m in ms}
+    assert len(papers) >= 8, sorted(papers)
+    assert {m.technology for m in ms} == {"ReRAM", "PCM"}
+    assert len({m.node for m in ms}) >= 5
+    assert {m.cfg.dac.bits == 1 for m in ms} == {True, False}
+    assert all(m.published_tops_per_w or m.published_range for m in ms)
+    held = {",".join(m.source.split(",")[:2]) for m in ms if m.status == macros.HELD}
+    assert len(held) >= len(papers) / 3 - 1e-9
+
+
+def test_held_out_gaps_sit_in_the_conversion_terms():
+    rows = {r["name"]: r for r in _ROWS}
+    yoon, khwa = rows["Yoon ISSCC 2021"], rows["Khwa ISSCC 2022"]
+    # Yoon: the 8-bit ADC term alone holds the gap (benchmarks/README.md)
+    assert yoon["dominant"] == "adc" and not yoon["within"] and yoon["within_without_dominant"]
+    # Khwa: 4 slices x 8 bit-serial cycles x 16 row groups = 512 conversions per output, and the per-conversion
+    # items (readout, ADC, shift-and-add) hold nearly all of the energy
+    m = next(m for m in macros.macros() if m.name == "Khwa ISSCC 2022")
+    c = counts(m.cfg, m.hw, m.workload)
+    assert c["conversions"] == 4 * 8 * 16 * 256
+    assert khwa["shares"]["sense"] + khwa["shares"]["adc"] + khwa["shares"]["digital"] > 0.9
 
 
 def test_neurosim_difference_is_the_cell_joule_term():
