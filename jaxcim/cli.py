@@ -285,11 +285,50 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return SUBCOMMANDS[args.command][2](args)
     except StudyError as e:
+        if _several_processes():
+            _exit_run(e, 2)
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted (resume with --resume)", file=sys.stderr)
+        if _several_processes():
+            _exit_run(None, 130)
         return 130
+    except Exception as e:
+        if _several_processes():
+            _exit_run(e, 1)
+        raise
+
+
+def _several_processes() -> bool:
+    if "jax" not in sys.modules:
+        return False
+    import jax
+
+    return jax.distributed.is_initialized() and jax.process_count() > 1
+
+
+def _exit_run(error: BaseException | None, status: int) -> None:
+    """End a process of a multi-process run at once (`jaxcim.distributed.exit_now`): waiting at exit for the other
+    processes, which wait for this one in their next collective, would hang them all."""
+    import jax
+
+    from jaxcim import distributed
+
+    who = f"process {jax.process_index()} of {jax.process_count()}"
+    if error is None:
+        print(f"{who}: interrupted (resume with --resume)", file=sys.stderr)
+    elif distributed.peer_lost(error):
+        print(f"error: {who}: another process of this run stopped, so this one cannot go on (start every process "
+              f"again with --resume): {str(error).splitlines()[0]}", file=sys.stderr)
+    elif isinstance(error, StudyError):
+        print(f"error: {who}: {error}", file=sys.stderr)
+    else:
+        import traceback
+
+        traceback.print_exception(error)
+        print(f"error: {who} failed ({type(error).__name__}); the others stop at their next step", file=sys.stderr)
+    distributed.exit_now(status)
 
 
 if __name__ == "__main__":
