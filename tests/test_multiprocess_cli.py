@@ -1,7 +1,8 @@
 """`jaxcim run --distributed` with real processes on 127.0.0.1 (CPU devices, gloo collectives): the mvm and the
 classifier studies over 2 processes x 2 devices give bit for bit the per-instance results of one process on 4
 devices; a SIGKILL of one process mid-run ends the other with a clear error in bounded time, and ``--resume`` with
-both processes ends with the uninterrupted numbers.
+both processes ends with the uninterrupted numbers (the mvm test shows both at once: every chunk of its result
+was computed by two processes, before the kill or after the resume).
 
 Every process is started by the test in a session of its own, bounded in time, and its whole process group is
 killed when the test ends, however it ends.
@@ -17,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from helpers import xla_flags
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,60 +117,53 @@ def _statistics(out: Path):
     return res["statistics"], res.get("models")
 
 
-@pytest.fixture(scope="module")
-def mvm_runs(tmp_path_factory):
-    """The mvm study in one process (4 devices) and in two (2 devices each), run at the same time."""
-    tmp = tmp_path_factory.mktemp("mvm")
-    study = tmp / "study.toml"
-    study.write_text(MVM)
-    procs = [_one(study, tmp / "one"), *_two(study, tmp / "two")]
-    assert _wait(procs) == [0, 0, 0], _logs(tmp)
-    return tmp, study
-
-
-def test_mvm_study_over_two_processes_is_one_process(mvm_runs):
-    tmp, _ = mvm_runs
-    want, got = _instances(tmp / "one"), _instances(tmp / "two")
-    assert set(want) == set(got) and want["rel_error"].shape == (N_MVM, 2)
-    for k in want:
-        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
-    assert _statistics(tmp / "two") == _statistics(tmp / "one")
-    assert np.std(got["rel_error"][:, 0]) > 0  # instances differ: a real Monte Carlo
-    assert not list((tmp / "two").glob("instances*.npz"))[1:]  # process 1 wrote nothing of its own
-
-
-def test_sigkill_of_one_process_then_resume_gives_the_uninterrupted_numbers(mvm_runs):
-    tmp, study = mvm_runs
-    out = tmp / "killed"
-    procs = _two(study, out)
+def _kill_process_1_after_first_chunk(procs: list[subprocess.Popen], out: Path) -> float:
+    """SIGKILL process 1 once process 0 has checkpointed the first chunk; the seconds process 0 then took to
+    end."""
     try:
         first = out / "checkpoint" / "chunk_0000000000_0000000004.npz"
         deadline = time.monotonic() + TIMEOUT_S
         while not first.exists():
-            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), _logs(tmp)
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), _logs(out.parent)
             time.sleep(0.01)
         os.kill(procs[1].pid, signal.SIGSTOP)  # freeze process 1 first: process 0 cannot finish without it
         assert not (out / "results.json").exists(), "the run finished before the kill"
         os.kill(procs[1].pid, signal.SIGKILL)
         t_kill = time.monotonic()
         procs[0].wait(timeout=ERROR_WITHIN_S)
-        waited = time.monotonic() - t_kill
+        return time.monotonic() - t_kill
     finally:
         _kill(procs)
+
+
+def test_mvm_study_over_two_processes_killed_and_resumed_is_one_process(tmp_path):
+    """One process on 4 devices, and at the same time two processes on 2 devices each that lose process 1 to a
+    SIGKILL after the first checkpointed chunk: process 0 ends at once with a clear error; both started again with
+    ``--resume`` run the remaining chunks and end with the single-process numbers bit for bit."""
+    study = tmp_path / "study.toml"
+    study.write_text(MVM)
+    out = tmp_path / "two"
+    ref, *procs = [_one(study, tmp_path / "one"), *_two(study, out)]
+    try:
+        waited = _kill_process_1_after_first_chunk(procs, out)
+    except BaseException:
+        _kill([ref])
+        raise
     log = out.with_suffix(".0.log").read_text()
     assert procs[0].returncode == 1 and waited < ERROR_WITHIN_S, log[-3000:]
     assert "error: process 0 of 2: another process of this run stopped" in log, log[-3000:]
     assert not (out / "results.json").exists()
 
-    resumed = _two(study, out, "--resume")
-    assert _wait(resumed) == [0, 0], _logs(tmp)
+    assert _wait([ref, *_two(study, out, "--resume")]) == [0, 0, 0], _logs(tmp_path)
     log = out.with_suffix(".0.log").read_text()
     done = int(log.split("resuming after ")[1].split()[0])
     assert 0 < done < N_MVM, log
-    want, got = _instances(tmp / "one"), _instances(out)
+    want, got = _instances(tmp_path / "one"), _instances(out)
+    assert set(want) == set(got) and want["rel_error"].shape == (N_MVM, 2)
     for k in want:
         np.testing.assert_array_equal(got[k], want[k], err_msg=k)
-    assert _statistics(out) == _statistics(tmp / "one")
+    assert _statistics(out) == _statistics(tmp_path / "one")
+    assert np.std(got["rel_error"][:, 0]) > 0  # instances differ: a real Monte Carlo
 
 
 def test_classifier_study_over_two_processes_is_one_process(tmp_path):
