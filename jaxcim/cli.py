@@ -18,7 +18,10 @@ results, ``--resume`` of a different study or of a damaged checkpoint, a sweep g
 Several processes (hosts): ``--distributed`` with ``--coordinator HOST:PORT --num-processes N --process-id I``
 (or the environment variables ``JAXCIM_COORDINATOR``, ``JAXCIM_NUM_PROCESSES``, ``JAXCIM_PROCESS_ID``; without
 them JAX detects SLURM or Open MPI) joins the processes (`jaxcim.distributed.initialize`); every process
-computes its share of each chunk and process 0 writes the files.
+computes its share of each chunk and process 0 writes the files. A process that fails ends at once (its error
+line names it: ``error: process I of N: ...``), without JAX's exit barrier, which would wait for the others while
+they wait for it; they stop at their next chunk with ``error: process J of N: another process of this run
+stopped``, and ``--resume`` with every process continues the run.
 """
 
 from __future__ import annotations
