@@ -8,7 +8,9 @@ run the same ``n`` instances, each computing its share of every chunk and receiv
 On one machine the processes share its cores: more processes than cores cannot run faster, and XLA's CPU
 backend already spreads one process's work over all cores; what the numbers show is the cost of the
 multi-process path (per-chunk gathers over gloo) on top of the same compute. Across hosts each process brings
-its own cores or accelerators.
+its own cores or accelerators. On a shared machine the wall-clock rate also depends on the share of the cores the
+processes get from other jobs; the rate per CPU-second (every process's CPU time during the timed run, threads
+included) does not.
 
     python benchmarks/multiprocess.py                       # 1, 2, 4 processes x 1 CPU device, n = 2048
     python benchmarks/multiprocess.py --processes 1,2 --n 4096 --devices-per-process 2
@@ -58,17 +60,20 @@ def _worker(port: int, pid: int, n_processes: int, out: str, n: int, repeat: int
     def run(m, seed):
         if n_processes > 1:
             multihost_utils.sync_global_devices("start")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = mc.monte_carlo_stats(cfg, w, x, key=jax.random.key(seed), n=m, t=T_READ, chunk_size=chunk)
         rel = np.asarray(jax.block_until_ready(res["rel_error"]))
-        return time.perf_counter() - t0, rel
+        return time.perf_counter() - t0, time.process_time() - c0, rel
 
-    first_s, _ = run(chunk, 2)
-    run_s, rel = min((run(n, 3) for _ in range(repeat)), key=lambda r: r[0])
+    first_s, _, _ = run(chunk, 2)
+    run_s, cpu_s, rel = min((run(n, 3) for _ in range(repeat)), key=lambda r: r[0])
+    if n_processes > 1:  # CPU seconds of every process (threads included) for the timed run
+        cpu_s = float(np.sum(multihost_utils.process_allgather(np.float32(cpu_s))))
     rate = n / run_s
     if pid == 0:
         Path(out).write_text(json.dumps(dict(
             processes=n_processes, devices=len(jax.devices()), n=n, chunk=chunk, inst_per_s=rate, run_s=run_s,
+            cpu_s=cpu_s, inst_per_cpu_s=n / cpu_s,
             compile_s=max(first_s - chunk / rate, 0.0), mean_rel_error=float(rel.mean()),
             device=str(jax.devices()[0].device_kind), jax_version=jax.__version__, jaxcim_version=jc.__version__)))
 
@@ -121,17 +126,20 @@ def main(argv=None):
             r = _measure(n_proc, args.devices_per_process, args.n, args.repeat, Path(tmp))
             rows.append(r)
             print(f"{n_proc} process(es) x {args.devices_per_process} device(s): {r['inst_per_s']:8.1f} inst/s  "
-                  f"(n = {r['n']}, chunk {r['chunk']}, run {r['run_s']:.2f} s, compile {r['compile_s']:.1f} s, "
-                  f"mean error {r['mean_rel_error']:.6f})", flush=True)
-    base = rows[0]["inst_per_s"]
-    print(f"\n{'processes':>9s} {'devices':>7s} {'inst/s':>9s} {'vs first':>8s} {'compile s':>9s}")
+                  f"{r['inst_per_cpu_s']:7.1f} inst/CPU-s (n = {r['n']}, chunk {r['chunk']}, run {r['run_s']:.2f} s, "
+                  f"compile {r['compile_s']:.1f} s, mean error {r['mean_rel_error']:.6f})", flush=True)
+    base = rows[0]
+    print(f"\n{'processes':>9s} {'devices':>7s} {'inst/s':>9s} {'vs first':>8s} {'inst/CPU-s':>10s} {'vs first':>8s} "
+          f"{'compile s':>9s}")
     for r in rows:
-        print(f"{r['processes']:9d} {r['devices']:7d} {r['inst_per_s']:9.1f} {r['inst_per_s'] / base:8.2f} "
-              f"{r['compile_s']:9.1f}")
+        rel, rel_cpu = r["inst_per_s"] / base["inst_per_s"], r["inst_per_cpu_s"] / base["inst_per_cpu_s"]
+        print(f"{r['processes']:9d} {r['devices']:7d} {r['inst_per_s']:9.1f} {rel:8.2f} {r['inst_per_cpu_s']:10.1f} "
+              f"{rel_cpu:8.2f} {r['compile_s']:9.1f}")
     meta = dict(benchmark="multiprocess", preset=PRESET, array=[ROWS, COLS], batch=BATCH, t_read_s=T_READ,
                 devices_per_process=args.devices_per_process, cpu_count=os.cpu_count(), machine=platform.machine(),
                 jax_version=rows[0]["jax_version"], jaxcim_version=rows[0]["jaxcim_version"],
-                device=rows[0]["device"], note="local processes on one machine share its cores")
+                device=rows[0]["device"], load_average=os.getloadavg(),
+                note="local processes on one machine share its cores")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(dict(meta=meta, results=rows), indent=2))
     print(f"\nwrote {args.out}")

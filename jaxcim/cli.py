@@ -286,21 +286,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return SUBCOMMANDS[args.command][2](args)
+        status = SUBCOMMANDS[args.command][2](args)
     except StudyError as e:
         if _several_processes():
             _exit_run(e, 2)
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted (resume with --resume)", file=sys.stderr)
         if _several_processes():
             _exit_run(None, 130)
+        print("interrupted (resume with --resume)", file=sys.stderr)
         return 130
     except Exception as e:
         if _several_processes():
             _exit_run(e, 1)
         raise
+    if status != 0 and _several_processes():  # a handler that reported its own error (jaxcim optimize)
+        from jaxcim import distributed
+
+        distributed.exit_now(status)
+    return status
 
 
 def _several_processes() -> bool:

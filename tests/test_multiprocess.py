@@ -63,6 +63,12 @@ def _worker(port: int, pid: int, n_processes: int, out: str) -> None:
     import jax
 
     assert distributed.process_count() == n_processes and len(jax.devices()) == N_DEVICES
+    distributed.check_same([7, 2**32 - 1], "two constants")  # the same in every process: nothing to say
+    try:
+        distributed.check_same([pid], "the process id")
+        raise AssertionError("check_same let different values through")
+    except RuntimeError as e:
+        assert str(e).startswith("the processes disagree on the process id: process 0: [0], process 1: [1]"), e
     res = _studies(evaluate=n_processes == 2)  # 4 processes: the Monte Carlo only (2 CPU cores in CI)
     if distributed.is_primary():
         np.savez(out, **res)
