@@ -194,6 +194,13 @@ def run_command(args: argparse.Namespace) -> int:
             results = stype.run(study, cfg, out, resume=args.resume, progress=not args.quiet, **extra)
         except ValueError as e:  # e.g. a mapping learned for other weights or arrays
             raise StudyError(str(e)) from None
+    from jaxcim import distributed
+
+    if not distributed.is_primary():
+        import jax
+
+        print(f"process {jax.process_index()}: done (process 0 writes the results into {out}/)")
+        return 0
     if stype.table is not None:
         print(stype.table(results))
     t = results.get("timings", {})

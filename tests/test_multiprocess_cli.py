@@ -45,12 +45,12 @@ times = [1.0, 86400.0]
 [crossbar]
 preset = "reram-neurram"
 [crossbar.mapping]
-rows = 64
-cols = 64
+rows = 32                  # the 64 x 10 layer spans 2 x 3 arrays
+cols = 8
 [model]
-features = [64, 16, 10]
+features = [64, 10]        # one dense layer: the smallest programs to compile
 [train]
-epochs = 2                 # every process trains the same model (one device each: the same program)
+epochs = 1                 # every process trains the same model (one device each: the same program)
 [hwa]
 epochs = 0                 # no hardware-aware copy: one model to evaluate
 """
@@ -167,6 +167,7 @@ def test_mvm_study_over_two_processes_killed_and_resumed_is_one_process(tmp_path
 
 
 def test_classifier_study_over_two_processes_is_one_process(tmp_path):
+    """Each process trains the same model; the chips' accuracies are the single-process ones, chip by chip."""
     study = tmp_path / "classifier.toml"
     study.write_text(CLASSIFIER)
     procs = [_one(study, tmp_path / "one"), *_two(study, tmp_path / "two")]
