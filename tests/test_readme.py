@@ -25,7 +25,6 @@ EXCLUDED = {
     "pytest": "runs the whole test suite, which includes this test",
     "--num-processes": "starts one of several cooperating processes: multi-process library runs are tested with real "
                        "processes by the tests of jaxcim.distributed",
-    "export JAX_CPU_COLLECTIVES_IMPLEMENTATION": "belongs to the multi-process commands",
     "jaxcim pareto": "about 5 minutes of CPU (a grid of chip Monte Carlo runs); tests/test_energy.py runs the "
                      "command on a tiny grid",
 }
