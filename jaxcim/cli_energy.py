@@ -24,7 +24,9 @@ Study file (TOML)::
 `jaxcim pareto` on a study with ``[model]`` trains the MLP digitally on scikit-learn's digits (``[train]``) and
 reports the classification accuracy of ``instances`` chips per configuration with 95 % confidence intervals
 (`jaxcim.energy.pareto.network_sweep`); without ``[model]`` it sweeps one layer's MVM error
-(`jaxcim.energy.pareto.sweep`).
+(`jaxcim.energy.pareto.sweep`). ``--refine STEPS`` then refines the continuous knobs (read voltage, g_max, ADC
+range) of every Pareto-front configuration by gradient descent (`jaxcim.energy.knobs.refine`), re-evaluates them on
+the same chips and prints each one's knobs, TOPS/W and accuracy before and after.
 """
 
 from __future__ import annotations
@@ -283,7 +285,7 @@ def _print_mvm(res, names) -> None:
     for r, f in zip(res, front, strict=True):
         vals = "".join(f"{str(r[n]):>18}" for n in names)
         print(f"{vals}{r['tops_per_w']:10.1f}{r['error']:10.4f}{r['error_std']:8.4f}  {'*' if f else ' ':^5}  "
-              f"{'yes' if r['meets_target'] else 'no':>5}")
+              f"{'yes' if r['meets_target'] else 'no':>5}{'  refined' if r.get('refined') else ''}")
     hits = [r for r in res if r["meets_target"]]
     if hits:
         best = min(hits, key=lambda r: r["error"])

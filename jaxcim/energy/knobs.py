@@ -4,13 +4,15 @@ The discrete part of the accuracy-vs-TOPS/W search (array size, rows per read, A
 encoding) is a grid (`jaxcim.energy.pareto.sweep`, `jaxcim.energy.pareto.network_sweep`). Around one grid point
 `refine` moves the continuous knobs (`KNOBS`) by gradient descent (an optax optimizer) on
 
-    L(theta) = log E(theta) + weight * tau * softplus((log target - log TOPS/W(theta)) / tau),  tau = `TAU`
+    L(theta) = log E(theta) + weight / (2 tau) * max(0, log target - log TOPS/W(theta))**2,  tau = `TAU`
 
 theta: the knobs' logarithms, projected after every step onto their bounds (the config's own valid range, e.g.
 g_max > g_min, intersected with a trust region around the start and the caller's ``bounds``). E: the mean over
 layers and chip instances of the MVM NRMSE of `jaxcim.simulate` at read time ``t`` (``jax.vmap`` over instance
 keys; fresh chips every step). TOPS/W: `jaxcim.energy.estimate`. So L is "minimize the error subject to TOPS/W >=
-target" with a smooth one-sided penalty.
+target" with a one-sided quadratic penalty: zero at or above the target (efficiency beyond it buys nothing),
+slope ``weight`` at a shortfall of ``tau`` (at the optimum the shortfall is ~tau / weight times the error's
+elasticity over the efficiency's: a fraction of a percent).
 
 Gradients reach the knobs through the chip model as `jaxcim.optimize.optimize_mapping`'s do: programming noise
 reparameterized (G = G_target + sigma(G_target; g_max) * eps, `jaxcim.programming`), relaxation and read noise
@@ -50,7 +52,7 @@ KNOBS = ("dac.v_read", "device.g_max", "adc.margin", "adc.i_max")
 """Continuous knobs `refine` accepts: read voltage (V), top conductance (S), calibrated ADC range multiplier and
 fixed ADC full-scale current (A)."""
 TAU = 0.02
-"""Width of the efficiency penalty's soft edge, in log TOPS/W (2 %)."""
+"""Shortfall below the TOPS/W target, in log TOPS/W (2 %), at which the penalty's slope is ``weight``."""
 
 
 def default_knobs(cfg: CrossbarConfig) -> tuple[str, ...]:
@@ -205,8 +207,8 @@ def _objective(log_values, keys, log_target, cfg, cfg_acc, hw, wls, ws, xs, xcs,
         errs.append(jnp.mean(jax.vmap(lambda y, ref=ref: jnp.linalg.norm(y - ref) / jnp.linalg.norm(ref))(ys)))
     err = sum(errs) / len(errs)
     tpw = estimate(c_e, wls, hw, w=ew, x=ex).tops_per_w
-    gap = log_target - jnp.log(tpw)
-    return jnp.log(err) + weight * TAU * jax.nn.softplus(gap / TAU), (err, tpw)
+    short = jnp.maximum(log_target - jnp.log(tpw), 0.0)
+    return jnp.log(err) + weight / (2 * TAU) * short * short, (err, tpw)
 
 
 # module level: refinements of configurations with the same static settings and shapes share one compilation
@@ -257,7 +259,9 @@ def refine(
         are ``jax.random.split(key, n_instances)`` (those of `jaxcim.energy.pareto.sweep`), step s trains on
         ``split(fold_in(key, s + 1), n_instances)``.
       knobs: config paths among `KNOBS`; default `default_knobs`. steps: optimizer steps.
-      optimizer: an optax optimizer on the knobs' logarithms; default ``optax.adam(0.05)`` (~5 % per step).
+      optimizer: an optax optimizer on the knobs' logarithms; default ``optax.adam(0.05, eps=1e-4)`` (~5 % per
+        step; the larger eps keeps Adam from amplifying float-rounding gradients of a knob the error does not
+        depend on into full steps).
       n_instances: chips per step. t: read time after programming, s.
       target: TOPS/W the penalty holds; default the configuration's own (refine then buys accuracy with no loss
         of efficiency). weight: the penalty's weight against log error.
@@ -292,7 +296,7 @@ def refine(
     if target is None:
         target = float(f(theta0, eval_keys, jnp.float32(0.0))[0][1][1])
     log_target = jnp.float32(math.log(target))
-    opt = optimizer or optax.adam(0.05)
+    opt = optimizer or optax.adam(0.05, eps=1e-4)
 
     @jax.jit
     def update(theta, state, g):
@@ -311,7 +315,8 @@ def refine(
     if not improved:
         l1, e1, p1 = l0, e0, p0
     values = dict(start) if not improved else \
-        {k: float(v) for k, v in zip(knobs, np.exp(np.asarray(theta, np.float64)), strict=True)}
+        {k: min(max(float(v), lim[k][0]), lim[k][1])  # float32 rounding must not leave the bounds
+         for k, v in zip(knobs, np.exp(np.asarray(theta, np.float64)), strict=True)}
     return RefineResult(knobs=knobs, start=start, values=values, cfg=cfg.replace(**values),
                         objective_start=float(l0), objective=float(l1), error_start=float(e0), error=float(e1),
                         tops_per_w_start=float(p0), tops_per_w=float(p1), target=float(target), history=history,

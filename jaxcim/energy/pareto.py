@@ -9,6 +9,14 @@ Rows activated per read (k < rows): the energy/latency account models it exactly
 per row group). For accuracy it is approximated by ``mapping.rows = k``: each conversion then sees k rows, which
 is what a k-row read amounts to, except that jaxcim's digital partial-sum accumulation over row tiles replaces
 the accumulation over row groups (identical arithmetic).
+
+Discrete settings are searched, continuous ones descended: with ``refine=STEPS`` (`sweep`, `network_sweep`;
+``jaxcim pareto --refine STEPS``) every configuration on the grid's Pareto front has its continuous knobs (read
+voltage, g_max, ADC range: `jaxcim.energy.knobs.default_knobs`) moved by `refine` (gradient descent on log MVM
+error over chips plus a penalty holding its own TOPS/W, `jaxcim.energy.knobs`), within the grid's range for a
+knob the grid sweeps, at most the device's g_max, and a factor 2 otherwise. The refined configuration is
+evaluated again by the same code on the same chips and added as a row (``refined``: True, ``refined_from``: its
+grid row), so the front and the best configuration at the target are taken over both.
 """
 
 from __future__ import annotations
