@@ -403,8 +403,9 @@ def test_refine_moves_knobs_along_the_elasticities_and_lowers_the_objective():
         return jnp.log(estimate(c, Workload(32, 32), hw, w=w, x=x).tops_per_w)
 
     lv0 = jnp.log(jnp.array([0.2, 40e-6]))
-    elasticity = np.asarray(jax.grad(log_tpw)(lv0))
-    target = 1.3 * float(jnp.exp(log_tpw(lv0)))
+    value, elasticity = jax.jit(jax.value_and_grad(log_tpw))(lv0)
+    elasticity = np.asarray(elasticity)
+    target = 1.3 * float(jnp.exp(value))
     res = pareto.refine(cfg, hw, w, x, key=jax.random.key(2), knobs=knobs, steps=8, n_instances=4, target=target)
     # Ideal cells with g_min = 0 on a linear circuit with a calibrated ADC: every current and the ADC range scale
     # with v_read and g_max, so the error does not depend on them (analytically) and the gradient is the
