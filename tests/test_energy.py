@@ -445,7 +445,13 @@ def test_sweep_refines_the_front_within_the_grid_and_device_bounds():
     assert pareto.label(refined[0], ["adc.bits"]) == "4b refined"
 
 
-def test_refine_bad_input_fails_early_naming_the_field():
+def test_refine_bad_input_fails_early_naming_the_field(tmp_path, capsys):
+    path = tmp_path / "study.toml"
+    path.write_text(STUDY)
+    p = argparse.ArgumentParser()
+    cli_energy.add_pareto_arguments(p)
+    assert cli_energy.pareto_command(p.parse_args([str(path), "--refine", "-1"])) == 2
+    assert "--refine" in capsys.readouterr().err
     cfg, hw, w, x = _refine_problem()
     with pytest.raises(ValueError, match="'dac.v_reed'"):
         pareto.refine(cfg, hw, w, x, key=jax.random.key(0), knobs=("dac.v_reed",))
