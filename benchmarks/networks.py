@@ -135,14 +135,20 @@ def bench(name: str, batch: int, chips: int, chunk: int) -> dict:
                 peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def memory_point(name: str, batch: int, chips: int) -> dict:
-    """Peak RSS of one process that imports the network and evaluates ``chips`` chips (default chunking)."""
+def memory_point(name: str, batch: int, chips: int, budget_mib: float | None) -> dict:
+    """Peak RSS of one process that imports the network and evaluates ``chips`` chips within the memory budget
+    (default: `jaxcim.engine.default_memory_budget`), with the plan `evaluate` follows."""
     net, x, _, n_weights = build(name, batch)
     y = np.zeros(x.shape[0], np.int32)
+    cfg = jc.presets.get(PRESET)
+    budget = None if budget_mib is None else int(budget_mib * 2**20)
+    plan = jc.nn.plan_evaluation(net, cfg, (x, y), n_instances=chips, memory_budget=budget)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
-    res = jc.nn.evaluate(net, jc.presets.get(PRESET), (x, y), key=jax.random.key(0), n_instances=chips)
+    res = jc.nn.evaluate(net, cfg, (x, y), key=jax.random.key(0), n_instances=chips, memory_budget=budget)
     return dict(network=name, batch=batch, chips=chips, weights=int(n_weights), seconds=time.perf_counter() - t0,
+                memory_budget_mib=plan.memory_budget / 2**20, streamed=plan.streamed, chunk_size=plan.chunk_size,
+                eval_batch=plan.batch_size, planned_chunk_mib=plan.chunk_bytes / 2**20,
                 rss_before_evaluate_mib=base, peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 accuracy_shape=list(res.accuracies.shape))
 
@@ -156,21 +162,25 @@ def main(argv=None):
     p.add_argument("--networks", default="resnet18,transformer")
     p.add_argument("--memory", default=None, help="comma-separated chip counts: peak RSS of ResNet-18 evaluation, "
                    "one child process per count")
+    p.add_argument("--budget", type=float, default=None, help="memory_budget of evaluate, MiB (default: jaxcim's)")
     p.add_argument("--memory-point", default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "networks.json")
     args = p.parse_args(argv)
     batch = args.batch or (8 if args.quick else 128)
     if args.memory_point:
-        print(json.dumps(memory_point("resnet18", batch, int(args.memory_point))))
+        print(json.dumps(memory_point("resnet18", batch, int(args.memory_point), args.budget)))
         return
     rows, mem = [], []
     if args.memory:
         for n in args.memory.split(","):
-            out = subprocess.run([sys.executable, __file__, "--memory-point", n, "--batch", str(batch)],
-                                 capture_output=True, text=True, check=True).stdout
+            cmd = [sys.executable, __file__, "--memory-point", n, "--batch", str(batch)]
+            cmd += [] if args.budget is None else ["--budget", str(args.budget)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             mem.append(json.loads(out.strip().splitlines()[-1]))
             m = mem[-1]
-            print(f"resnet18 batch {batch} chips {m['chips']:5d}: peak RSS {m['peak_rss_mib']:8.0f} MiB "
+            print(f"resnet18 batch {batch} chips {m['chips']:5d}, budget {m['memory_budget_mib']:.0f} MiB "
+                  f"({'streamed' if m['streamed'] else 'held'}, {m['chunk_size']} chips x {m['eval_batch']} examples "
+                  f"per chunk, planned {m['planned_chunk_mib']:.0f} MiB): peak RSS {m['peak_rss_mib']:8.0f} MiB "
                   f"(before evaluate {m['rss_before_evaluate_mib']:.0f} MiB), {m['seconds']:.1f} s", flush=True)
     else:
         chips = args.chips or (4 if args.quick else 16)

@@ -46,8 +46,9 @@ def recurrent(layers: Any, x: jax.Array, h0: jax.Array, c0: jax.Array | None, *,
               names: Sequence[tuple[str, str]], bidirectional: bool) -> tuple[jax.Array, ...]:
     """A stacked (bi)directional LSTM/GRU over x (T, N, in) (time major), unrolled in time.
 
-    The input projection of a whole sequence is one layer call (every time step a row of the same matrix);
-    the hidden projection is one call per step.
+    The input projection of a whole sequence is one layer call (every time step a row of the same matrix, the
+    rows example by example, as a streamed `jaxcim.nn.evaluate` needs); the hidden projection is one call per
+    step.
 
     Args:
       layers: the network's layer dict.
@@ -68,7 +69,7 @@ def recurrent(layers: Any, x: jax.Array, h0: jax.Array, c0: jax.Array | None, *,
             inp, outs = x, []
         h = h0[j]
         c = c0[j] if c0 is not None else None
-        gx = layers[ih](inp)
+        gx = jnp.swapaxes(layers[ih](jnp.swapaxes(inp, 0, 1)), 0, 1)  # example-major rows (streamed evaluate)
         steps = range(inp.shape[0] - 1, -1, -1) if d == 1 else range(inp.shape[0])
         seq = [None] * inp.shape[0]
         for t in steps:
