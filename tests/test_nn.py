@@ -358,11 +358,14 @@ def test_evaluate_streamed_within_budget_equals_held():
     kw = dict(n_instances=3, times=(1.0, YEAR), x_calib=d.x_train[:8], mesh=default_mesh(jax.devices()[:1]))
     held_plan = jn.plan_evaluation(model, RERAM, (x, y), memory_budget=1 << 30, **kw)
     assert not held_plan.streamed and held_plan.chunk_size == 3 and held_plan.batch_size == 24
-    for budget, batch_size in ((18_000_000, None), (40_000_000, 10)):  # 17 MB: the largest layer's cells
+    cells = 6 * 256 * 256 * 16 * 4  # the two largest layers' arrays, 16 floats per cell: 25.2 MB
+    for budget, batch_size in ((cells + 10**6, None), (2 * cells + 10**6, 10)):
         plan = jn.plan_evaluation(model, RERAM, (x, y), memory_budget=budget, batch_size=batch_size, **kw)
         assert plan.streamed and plan.chunk_bytes <= budget < held_plan.instance_bytes
+        assert plan.batch_size < 24 and plan.chunk_size < 3
     assert plan.chunk_size == 2 and plan.batch_size == 10  # 2 chunks (one padded), 3 batches (one padded)
-    assert jn.plan_evaluation(model, RERAM, (x, y), memory_budget=18_000_000, **kw).batch_size < 24
+    with pytest.raises(ValueError, match="memory_budget"):
+        jn.plan_evaluation(model, RERAM, (x, y), memory_budget=cells // 2, **kw)
     held = jn.evaluate(model, RERAM, (x, y), key=jax.random.key(5), memory_budget=1 << 30, **kw)
     streamed = jn.evaluate(model, RERAM, (x, y), key=jax.random.key(5), memory_budget=budget, batch_size=10, **kw)
     np.testing.assert_array_equal(streamed.accuracies, held.accuracies)

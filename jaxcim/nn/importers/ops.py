@@ -10,11 +10,15 @@ import jax
 import jax.numpy as jnp
 
 
-def call_layer(layers: Any, x: jax.Array, *, name: str, kind: str, groups: int = 1) -> jax.Array:
+def call_layer(layers: Any, x: jax.Array, *, name: str, kind: str, groups: int = 1, batch_axis: int = 0) -> jax.Array:
     """Apply layer ``name`` to ``x``: a dense product on the last axis, or a convolution of channels-first
     ``x`` (N, C, *spatial) (the layers are channels-last, as ``nnx.Conv``). A grouped convolution runs one
-    layer (one crossbar matrix) per group on its slice of the channels."""
+    layer (one crossbar matrix) per group on its slice of the channels. A dense product whose batch axis is
+    ``batch_axis`` (e.g. 1 for a time-major sequence) gets its rows example by example, as a streamed
+    `jaxcim.nn.evaluate` needs (the rows of a matrix product are independent: same result)."""
     if kind != "conv":
+        if batch_axis:
+            return jnp.moveaxis(layers[name](jnp.moveaxis(x, batch_axis, 0)), 0, batch_axis)
         return layers[name](x)
     x = jnp.moveaxis(x, 1, -1)
     if groups == 1:
