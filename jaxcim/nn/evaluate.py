@@ -31,6 +31,7 @@ import dataclasses
 import functools
 import hashlib
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -350,10 +351,15 @@ def _run(graphdef, mesh, streamed, state, x_calib, xb, yb, valid, times, key, id
     instance = _instance_accuracy_streamed if streamed else _instance_accuracy
 
     def local(state, x_calib, xb, yb, valid, times, key, idx):
-        def one(i):
-            return instance(graphdef, state, x_calib, xb, yb, valid, times, engine.instance_key(key, i))
+        def chunk(ids):
+            # The barrier ties the weights to the chunk: XLA would otherwise hoist what depends on the weights
+            # only (conductance targets, their noise sigmas: several arrays per cell of every layer) out of the
+            # loop over chunks and hold them all, ~3x the working memory of one chunk.
+            weights, ids = jax.lax.optimization_barrier((state, ids))
+            return jax.vmap(lambda i: instance(graphdef, weights, x_calib, xb, yb, valid, times,
+                                               engine.instance_key(key, i)))(ids)
 
-        return jax.lax.map(jax.vmap(one), idx)
+        return jax.lax.map(chunk, idx)
 
     rep = PartitionSpec()
     return jax.shard_map(local, mesh=mesh, in_specs=(rep,) * 7 + (_INSTANCES,), out_specs=_INSTANCES,
@@ -425,6 +431,25 @@ def _plan(analog: Any, x: jax.Array, x_calib: jax.Array, n_times: int, n_instanc
     chunk = engine.plan_chunk_size(n_instances, per, mesh=mesh, memory_budget=budget, chunk_size=chunk_size)
     return EvaluationPlan(streamed=streamed, chunk_size=chunk, batch_size=batch, instance_bytes=per,
                           memory_budget=budget)
+
+
+def _checked_streaming(plan: EvaluationPlan, analog: Any, x: jax.Array, x_calib: jax.Array, n_times: int,
+                       n_instances: int, chunk_size: int | None, memory_budget: int | None,
+                       mesh: Mesh) -> EvaluationPlan:
+    """``plan`` when the model's layer inputs are example-major (`check_example_major`); else, with the default
+    budget, every layer held, one chip per chunk, and a warning (an explicit budget: the ValueError)."""
+    try:
+        check_example_major(analog, jnp.concatenate([x_calib, x])[:4])
+        return plan
+    except ValueError as e:
+        if memory_budget is not None:
+            raise
+        warnings.warn(f"{e}; evaluating with every layer of a chip held, above the default memory budget",
+                      stacklevel=3)
+    per = instance_bytes(analog, x[: plan.batch_size], n_times)
+    chunk = engine.plan_chunk_size(n_instances, per, mesh=mesh, memory_budget=per, chunk_size=chunk_size)
+    return EvaluationPlan(streamed=False, chunk_size=chunk, batch_size=plan.batch_size, instance_bytes=per,
+                          memory_budget=per)
 
 
 def _chunk_size(store: engine.ChunkStore | None, plan: EvaluationPlan, chunk_size: int | None, mesh: Mesh) -> int:
@@ -516,7 +541,7 @@ def evaluate(
     digital_acc = float(jnp.mean(jnp.argmax(set_mode(nnx.clone(analog), "digital")(x), axis=-1) == y))
     plan = _plan(analog, x, xc, len(times_arr), n_instances, batch_size, chunk_size, memory_budget, mesh)
     if plan.streamed:
-        check_example_major(analog, jnp.concatenate([xc, x])[:4])
+        plan = _checked_streaming(plan, analog, x, xc, len(times_arr), n_instances, chunk_size, memory_budget, mesh)
 
     store = None
     if checkpoint is not None:
