@@ -220,7 +220,7 @@ def _streamed_cost(parts: list[tuple[int, int]], examples: int) -> int:
     activations, while one is read), the largest reads, plus one more set of the largest layer inputs and
     outputs (activations the graph still holds, e.g. a residual branch). Read bytes grow with the examples.
 
-    On ResNet-18 (batch 8, 256x256 arrays) this gives 323 MiB where XLA's compiled chunk reports 306 MiB of
+    On ResNet-18 (batch 8, 256x256 arrays) this gives 333 MiB where XLA's compiled chunk reports 306 MiB of
     temporaries (benchmarks/README.md)."""
     cells = sorted((c for c, _ in parts), reverse=True)
     reads = max(r for _, r in parts) * examples
@@ -516,8 +516,10 @@ def evaluate(
         ``memory_budget``.
       memory_budget: working memory per chunk, bytes; default 256 MiB on CPUs, a quarter of the devices' memory
         on accelerators (`jaxcim.engine.default_memory_budget`). A chip that does not fit whole is streamed
-        layer by layer (`plan_evaluation`; its layers' input rows must be example by example, as in every
-        imported network and every batch-first model).
+        layer by layer (`plan_evaluation`); its layers' input rows must then be example by example, as in
+        batch-first models and imported CNNs, MLPs and recurrent networks. When they are not (PyTorch's
+        MultiheadAttention flattens time-major rows), an explicit budget is a ValueError and the default one
+        holds whole chips, with a warning.
       mesh: 1-d mesh with axis ``"instances"`` to shard instances over; default every device of every process
         (each process computes its share; every process gets the whole result).
       progress: show progress over chunks: a tqdm bar on a terminal, plain lines otherwise (runs one compiled
