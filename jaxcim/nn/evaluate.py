@@ -377,6 +377,12 @@ def _analog_model(model: Any, cfg: Any) -> Any:
     return analog
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _digital_logits(graphdef, state, x):
+    """The digital model's outputs, one compiled program (op by op, a real-size network compiles each op)."""
+    return nnx.merge(graphdef, state)(x)
+
+
 def _check_args(x: jax.Array, n_instances: Any, times: Any, x_calib: Any, batch_size: Any, memory_budget: Any,
                 mesh: Any) -> tuple[int, jax.Array, int | None, jax.Array, Mesh]:
     """Checked (n_instances, times, batch size or None, calibration inputs, mesh) of `evaluate`."""
@@ -540,7 +546,8 @@ def evaluate(
     n_instances, times_arr, batch_size, xc, mesh = _check_args(x, n_instances, times, x_calib, batch_size,
                                                               memory_budget, mesh)
     analog = _analog_model(model, cfg)
-    digital_acc = float(jnp.mean(jnp.argmax(set_mode(nnx.clone(analog), "digital")(x), axis=-1) == y))
+    digital_acc = float(jnp.mean(jnp.argmax(_digital_logits(*nnx.split(set_mode(nnx.clone(analog), "digital")), x),
+                                            axis=-1) == y))
     plan = _plan(analog, x, xc, len(times_arr), n_instances, batch_size, chunk_size, memory_budget, mesh)
     if plan.streamed:
         plan = _checked_streaming(plan, analog, x, xc, len(times_arr), n_instances, chunk_size, memory_budget, mesh)
