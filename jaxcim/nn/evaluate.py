@@ -255,8 +255,9 @@ class EvaluationPlan:
       chunk_size: chip instances per vmapped chunk (a multiple of the device count).
       batch_size: evaluation examples per read.
       instance_bytes: estimated working memory of one chip instance, bytes.
-      memory_budget: the budget, bytes (the default one, when a streamed chip of the model does not fit it, is
-        raised to the least that does: one example per batch).
+      memory_budget: the budget, bytes. The default one, when a streamed chip of the model does not fit it, is
+        raised to half a held chip or, when more, the least a streamed chip needs; under it a chip is streamed
+        only when that at least halves its memory, else one held chip per chunk, above the budget.
     """
 
     streamed: bool
@@ -420,7 +421,7 @@ def _plan(analog: Any, x: jax.Array, x_calib: jax.Array, n_times: int, n_instanc
     """The plan (see `plan_evaluation`); ``chunk_size`` overrides the budget's chunk size, not its mode."""
     budget = engine.default_memory_budget(mesh.devices.flat) if memory_budget is None else memory_budget
     batch = x.shape[0] if batch_size is None else batch_size
-    per = instance_bytes(analog, x[:batch], n_times)
+    per = held = instance_bytes(analog, x[:batch], n_times)
     streamed = per > budget
     if streamed:
         parts = _streamed_parts(analog, x)
@@ -430,10 +431,15 @@ def _plan(analog: Any, x: jax.Array, x_calib: jax.Array, n_times: int, n_instanc
                 raise ValueError(f"memory_budget {memory_budget / 2**20:.1f} MiB is below what one chip of this model "
                                  f"needs with its layers streamed ({least / 2**20:.1f} MiB: its two largest layers' "
                                  "programmed cells and the reads of the calibration inputs and one example)")
-            budget = least  # the default budget is too small for this model: the least it can run in
+            budget = max(least, held // 2)  # the default is too small for this model: half a held chip, or the least
         if batch_size is None:
             batch = _streamed_batch(parts, x.shape[0], x_calib.shape[0], n_times, budget)
         per = _streamed_cost(parts, x_calib.shape[0] + n_times * batch)
+        if memory_budget is None and 2 * per > held:
+            # Under the default budget, streaming that saves less than half a held chip is not worth its cost
+            # (every batch programs the chip again and reads the calibration inputs again): one held chip per
+            # chunk, as close to the budget as the model allows.
+            streamed, per, batch = False, held, x.shape[0] if batch_size is None else batch_size
     chunk = engine.plan_chunk_size(n_instances, per, mesh=mesh, memory_budget=budget, chunk_size=chunk_size)
     return EvaluationPlan(streamed=streamed, chunk_size=chunk, batch_size=batch, instance_bytes=per,
                           memory_budget=budget)
