@@ -2,7 +2,8 @@
 
 Prints one table (status, node, published TOPS/W, jaxcim TOPS/W, ratio, inside the one 0.5x-2x band, TOPS/W in
 NeuroSim's convention without the cell Joule term, energy shares), the held-out macros apart, the macros whose
-figures could not be checked, and each macro's assumptions; writes benchmarks/results/energy_validation.json.
+figures could not be checked, where the gap of each macro outside the band sits, and each macro's assumptions;
+writes benchmarks/results/energy_validation.json.
 
     python benchmarks/energy_validation.py
 """
@@ -40,6 +41,12 @@ def main() -> None:
     _table([r for r in checked if r["status"] == "held-out"], "held-out macros (named before their figures were read)")
     print("listed, figure not verified here (no fit, no test):", ", ".join(r["name"] for r in rows
                                                                            if r["status"] == "not verified"))
+    print()
+    for r in checked:
+        if not r["within"]:
+            print(f"outside the band: {r['name']}: largest item {r['dominant']} "
+                  f"({100 * r['shares'][r['dominant']]:.0f} %), without it {r['ratio_without_dominant']:.2f}x")
+            print(textwrap.indent(textwrap.fill(r["notes"], 110), "  "))
     print()
     for r in checked:
         print(f"{r['name']} ({r['source']}):")

@@ -18,7 +18,10 @@ results, ``--resume`` of a different study or of a damaged checkpoint, a sweep g
 Several processes (hosts): ``--distributed`` with ``--coordinator HOST:PORT --num-processes N --process-id I``
 (or the environment variables ``JAXCIM_COORDINATOR``, ``JAXCIM_NUM_PROCESSES``, ``JAXCIM_PROCESS_ID``; without
 them JAX detects SLURM or Open MPI) joins the processes (`jaxcim.distributed.initialize`); every process
-computes its share of each chunk and process 0 writes the files.
+computes its share of each chunk and process 0 writes the files. A process that fails ends at once (its error
+line names it: ``error: process I of N: ...``), without JAX's exit barrier, which would wait for the others while
+they wait for it; they stop at their next chunk with ``error: process J of N: another process of this run
+stopped``, and ``--resume`` with every process continues the run.
 """
 
 from __future__ import annotations
@@ -191,6 +194,13 @@ def run_command(args: argparse.Namespace) -> int:
             results = stype.run(study, cfg, out, resume=args.resume, progress=not args.quiet, **extra)
         except ValueError as e:  # e.g. a mapping learned for other weights or arrays
             raise StudyError(str(e)) from None
+    from jaxcim import distributed
+
+    if not distributed.is_primary():
+        import jax
+
+        print(f"process {jax.process_index()}: done (process 0 writes the results into {out}/)")
+        return 0
     if stype.table is not None:
         print(stype.table(results))
     t = results.get("timings", {})
@@ -283,13 +293,57 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return SUBCOMMANDS[args.command][2](args)
+        status = SUBCOMMANDS[args.command][2](args)
     except StudyError as e:
+        if _several_processes():
+            _exit_run(e, 2)
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if _several_processes():
+            _exit_run(None, 130)
         print("interrupted (resume with --resume)", file=sys.stderr)
         return 130
+    except Exception as e:
+        if _several_processes():
+            _exit_run(e, 1)
+        raise
+    if status != 0 and _several_processes():  # a handler that reported its own error (jaxcim optimize)
+        from jaxcim import distributed
+
+        distributed.exit_now(status)
+    return status
+
+
+def _several_processes() -> bool:
+    if "jax" not in sys.modules:
+        return False
+    import jax
+
+    return jax.distributed.is_initialized() and jax.process_count() > 1
+
+
+def _exit_run(error: BaseException | None, status: int) -> None:
+    """End a process of a multi-process run at once (`jaxcim.distributed.exit_now`): waiting at exit for the other
+    processes, which wait for this one in their next collective, would hang them all."""
+    import jax
+
+    from jaxcim import distributed
+
+    who = f"process {jax.process_index()} of {jax.process_count()}"
+    if error is None:
+        print(f"{who}: interrupted (resume with --resume)", file=sys.stderr)
+    elif distributed.peer_lost(error):
+        print(f"error: {who}: another process of this run stopped, so this one cannot go on (start every process "
+              f"again with --resume): {str(error).splitlines()[0]}", file=sys.stderr)
+    elif isinstance(error, StudyError):
+        print(f"error: {who}: {error}", file=sys.stderr)
+    else:
+        import traceback
+
+        traceback.print_exception(error)
+        print(f"error: {who} failed ({type(error).__name__}); the others stop at their next step", file=sys.stderr)
+    distributed.exit_now(status)
 
 
 if __name__ == "__main__":

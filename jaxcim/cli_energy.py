@@ -24,7 +24,9 @@ Study file (TOML)::
 `jaxcim pareto` on a study with ``[model]`` trains the MLP digitally on scikit-learn's digits (``[train]``) and
 reports the classification accuracy of ``instances`` chips per configuration with 95 % confidence intervals
 (`jaxcim.energy.pareto.network_sweep`); without ``[model]`` it sweeps one layer's MVM error
-(`jaxcim.energy.pareto.sweep`).
+(`jaxcim.energy.pareto.sweep`). ``--refine STEPS`` then refines the continuous knobs (read voltage, g_max, ADC
+range) of every Pareto-front configuration by gradient descent (`jaxcim.energy.knobs.refine`), re-evaluates them on
+the same chips and prints each one's knobs, TOPS/W and accuracy before and after.
 """
 
 from __future__ import annotations
@@ -138,6 +140,9 @@ def add_pareto_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instances", type=int, help="Monte Carlo chip instances per configuration")
     parser.add_argument("--json", metavar="PATH", help="write the sweep results as JSON")
     parser.add_argument("--plot", metavar="PATH", help="save the accuracy vs TOPS/W plot (PNG/PDF)")
+    parser.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                        help="refine the continuous knobs (read voltage, g_max, ADC range) of every Pareto-front "
+                             "configuration by STEPS gradient steps, then re-evaluate it (default 0: off)")
 
 
 def _grid(table: dict[str, Any], path: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -148,7 +153,7 @@ def _grid(table: dict[str, Any], path: str) -> tuple[dict[str, Any], dict[str, A
     return table, opts
 
 
-def _network(data: dict[str, Any], opts: dict[str, Any], cfg, hw, grid, instances):
+def _network(data: dict[str, Any], opts: dict[str, Any], cfg, hw, grid, instances, refine=0):
     import jax
     from flax import nnx
 
@@ -171,10 +176,11 @@ def _network(data: dict[str, Any], opts: dict[str, Any], cfg, hw, grid, instance
         print(f"  accuracy evaluations: {done}", file=sys.stderr, flush=True)
 
     return pareto.network_sweep(model, (digits.x_test, digits.y_test), cfg, hw, grid, key=jax.random.fold_in(key, 3),
-                                instances=instances, times=times, x_calib=digits.x_train[:128], progress=progress)
+                                instances=instances, times=times, x_calib=digits.x_train[:128], progress=progress,
+                                refine=refine)
 
 
-def _mvm(wls, opts, cfg, hw, grid, instances):
+def _mvm(wls, opts, cfg, hw, grid, instances, refine=0):
     import jax
 
     from jaxcim.energy import pareto
@@ -186,7 +192,7 @@ def _mvm(wls, opts, cfg, hw, grid, instances):
     w = jax.random.normal(k_w, (wl.in_features, wl.out_features))
     lo = -1.0 if cfg.dac.signed else 0.0
     x = jax.random.uniform(k_x, (int(opts.get("batch", 32)), wl.in_features), minval=lo, maxval=1.0)
-    return pareto.sweep(cfg, hw, grid, w, x, key=k_mc, instances=instances)
+    return pareto.sweep(cfg, hw, grid, w, x, key=k_mc, instances=instances, refine=refine)
 
 
 def pareto_command(args: argparse.Namespace) -> int:
@@ -201,7 +207,10 @@ def pareto_command(args: argparse.Namespace) -> int:
         grid, opts = _grid(table, args.study)
         instances = args.instances or int(opts.get("instances", 16 if "model" in data else 4))
         network = "model" in data
-        res = (_network(data, opts, cfg, hw, grid, instances) if network else _mvm(wls, opts, cfg, hw, grid, instances))
+        if args.refine < 0:
+            raise ValueError(f"--refine must be a number of steps >= 0, got {args.refine}")
+        run = _network if network else _mvm
+        res = run(data if network else wls, opts, cfg, hw, grid, instances, args.refine)
     except (FileNotFoundError, KeyError, TypeError, ValueError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
@@ -210,6 +219,8 @@ def pareto_command(args: argparse.Namespace) -> int:
         _print_network(res, names)
     else:
         _print_mvm(res, names)
+    if args.refine:
+        _print_refinement(res, names, network)
     if args.json:
         err = [r["loss"][-1] for r in res] if network else [r["error"] for r in res]
         front = pareto.pareto_front([r["tops_per_w"] for r in res], err)
@@ -223,6 +234,25 @@ def pareto_command(args: argparse.Namespace) -> int:
         ax = pareto.plot_network(res, names) if network else pareto.plot(res)
         ax.figure.savefig(args.plot, bbox_inches="tight", dpi=150)
     return 0
+
+
+def _print_refinement(res, names, network: bool) -> None:
+    """Before -> after of every refined configuration: its knobs, TOPS/W and accuracy (same chips)."""
+    from jaxcim.energy import pareto
+
+    print("refined Pareto-front configurations (gradient steps on the continuous knobs; same chips as the grid):")
+    for r in res:
+        if not r["refined"]:
+            continue
+        r0 = res[r["refined_from"]]
+        knobs = ", ".join(f"{k} {v0:.3g} -> {r[k]:.3g}" for k, v0 in r["knobs_start"].items())
+        if network:
+            acc = ", ".join(f"loss {a:.2f} -> {b:.2f}" for a, b in zip(r0["loss"], r["loss"], strict=True))
+        else:
+            acc = f"error {r0['error']:.4f} -> {r['error']:.4f}"
+        note = "" if r["refine_improved"] else " (descent did not lower the objective: start kept)"
+        print(f"  {pareto.label(r0, names)}: {knobs}; TOPS/W {r0['tops_per_w']:.1f} -> {r['tops_per_w']:.1f}; "
+              f"{acc}{note}")
 
 
 def _print_network(res, names) -> None:
@@ -255,7 +285,7 @@ def _print_mvm(res, names) -> None:
     for r, f in zip(res, front, strict=True):
         vals = "".join(f"{str(r[n]):>18}" for n in names)
         print(f"{vals}{r['tops_per_w']:10.1f}{r['error']:10.4f}{r['error_std']:8.4f}  {'*' if f else ' ':^5}  "
-              f"{'yes' if r['meets_target'] else 'no':>5}")
+              f"{'yes' if r['meets_target'] else 'no':>5}{'  refined' if r.get('refined') else ''}")
     hits = [r for r in res if r["meets_target"]]
     if hits:
         best = min(hits, key=lambda r: r["error"])

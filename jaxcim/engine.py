@@ -37,7 +37,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxcim import io
 from jaxcim.checks import check_int
-from jaxcim.distributed import is_primary
+from jaxcim.distributed import check_same, is_primary
 
 # ----------------------------------------------------------------------------------------- memory model
 
@@ -377,6 +377,7 @@ class ChunkStore:
             saved[first] = arrays
         if is_primary():
             io.remove_files(stale)
+        check_same([len(saved), sum(saved)], f"the chunks saved in {self.folder} (every process must see it alike)")
         return saved
 
     def save(self, first: int, stop: int, arrays: Mapping[str, Any]) -> None:

@@ -341,8 +341,19 @@ def read_npz(path: str | os.PathLike, fingerprint: str,
     return arrays
 
 
+def deletes_files() -> bool:
+    """Whether this process deletes checkpoint files: in a multi-process run only process 0 does (it alone writes
+    them; another process deleting them would race its writes), in a single process always."""
+    from jaxcim.distributed import is_primary
+
+    return is_primary()
+
+
 def remove_files(paths: Iterable[str | os.PathLike]) -> None:
-    """Delete files (missing ones are fine); only call this with files jaxcim wrote (`is_checkpoint_file`)."""
+    """Delete files (missing ones are fine); only call this with files jaxcim wrote (`is_checkpoint_file`).
+    A no-op in processes other than 0 of a multi-process run (`deletes_files`)."""
+    if not deletes_files():
+        return
     for p in paths:
         with contextlib.suppress(FileNotFoundError):
             Path(p).unlink()
@@ -350,14 +361,16 @@ def remove_files(paths: Iterable[str | os.PathLike]) -> None:
 
 def clean_checkpoint(folder: str | os.PathLike, subfolders: Iterable[str] = ()) -> list[Path]:
     """Delete the files jaxcim writes (`is_checkpoint_file`) in ``folder`` and in its ``subfolders``; remove the
-    folders that are then empty. Anything else (a user's files, other folders) is kept, never followed.
+    folders that are then empty. Anything else (a user's files, other folders) is kept, never followed. Process 0
+    alone cleans in a multi-process run (`deletes_files`): another process would remove the folder process 0 has
+    just made.
 
     Returns:
       the entries that were kept (not jaxcim's), so that the caller can say so.
     """
     folder = Path(folder)
     kept: list[Path] = []
-    if not folder.is_dir():
+    if not folder.is_dir() or not deletes_files():
         return kept
     subfolders = set(subfolders)
     for p in sorted(folder.iterdir()):
@@ -489,9 +502,8 @@ def read_state(path: str | os.PathLike, fields: Mapping[str, Callable[[Any], boo
 
 __all__ = [
     "CHUNK_RE", "CheckpointError", "FINGERPRINT_KEY", "LOCK_NAME", "StudyError", "atomic_write_bytes",
-    "atomic_write_json", "atomic_write_npz", "check_writable_file", "chunk_name", "clean_checkpoint", "fingerprint",
-    "is_checkpoint_file", "job_lock_name", "json_default", "list_chunks", "load_chunks", "lock_output",
-    "mapping_paths",
-    "prepare_output", "read_npz", "read_state", "read_toml", "remove_files", "saved_chunk_size", "start_checkpoint",
-    "write_npz",
+    "atomic_write_json", "atomic_write_npz", "check_writable_file", "chunk_name", "clean_checkpoint", "deletes_files",
+    "fingerprint", "is_checkpoint_file", "job_lock_name", "json_default", "list_chunks", "load_chunks", "lock_output",
+    "mapping_paths", "prepare_output", "read_npz", "read_state", "read_toml", "remove_files", "saved_chunk_size",
+    "start_checkpoint", "write_npz",
 ]

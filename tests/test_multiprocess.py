@@ -1,12 +1,14 @@
 """Several processes (jax.distributed on 127.0.0.1, CPU devices, gloo collectives): a library Monte Carlo and a
-network evaluation sharded over 2 processes x 2 devices are bit for bit the single-process run on 4 devices with
-the same key; an unreachable coordinator is a clear error in bounded time.
+network evaluation sharded over 2 processes x 2 devices, and the Monte Carlo over 4 processes x 1 device, are bit
+for bit the single-process run on 4 devices with the same key; an unreachable coordinator is a clear error in
+bounded time.
 
-The file is also the worker: ``python tests/test_multiprocess.py PORT PROCESS_ID OUT`` joins a 2-process run and
-(process 0) saves its results to OUT.
+The file is also the worker: ``python tests/test_multiprocess.py PORT PROCESS_ID N_PROCESSES OUT`` joins an
+N-process run and (process 0) saves its results to OUT.
 """
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,9 +16,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from helpers import xla_flags
 
-N_PROCESSES, DEVICES_PER_PROCESS = 2, 2
+N_DEVICES = 4
+"""Devices in every run: 2 processes x 2 devices, 4 x 1, and the reference, one process on 4."""
 MC = dict(n=10, times=(1.0, 3600.0), chunk_size=8)  # two chunks of 8 over 4 devices, the last one padded
 EVAL = dict(n_instances=6, times=(1.0, 86400.0), chunk_size=4)
 TIMEOUT_S = 150
@@ -39,25 +43,33 @@ def _problem():
     return cfg, w, x, model, (xs, labels)
 
 
-def _studies(mesh=None):
+def _studies(mesh=None, evaluate=True):
     import jax
 
     import jaxcim as jc
 
     cfg, w, x, model, data = _problem()
     ys = jc.monte_carlo(cfg, w, x, key=jax.random.key(5), mesh=mesh, **MC)
+    if not evaluate:
+        return {"mc": np.asarray(ys)}
     acc = jc.nn.evaluate(model, cfg.replace(**{"mapping.rows": 8}), data, key=jax.random.key(6), mesh=mesh, **EVAL)
     return {"mc": np.asarray(ys), "evaluate": acc.accuracies}
 
 
-def _worker(port: int, pid: int, out: str) -> None:
+def _worker(port: int, pid: int, n_processes: int, out: str) -> None:
     from jaxcim import distributed
 
-    distributed.initialize(f"127.0.0.1:{port}", N_PROCESSES, pid, timeout_s=60.0)
+    distributed.initialize(f"127.0.0.1:{port}", n_processes, pid, timeout_s=60.0)
     import jax
 
-    assert distributed.process_count() == N_PROCESSES and len(jax.devices()) == N_PROCESSES * DEVICES_PER_PROCESS
-    res = _studies()
+    assert distributed.process_count() == n_processes and len(jax.devices()) == N_DEVICES
+    distributed.check_same([7, 2**32 - 1], "two constants")  # the same in every process: nothing to say
+    try:
+        distributed.check_same([pid], "the process id")
+        raise AssertionError("check_same let different values through")
+    except RuntimeError as e:
+        assert str(e).startswith("the processes disagree on the process id: process 0: [0], process 1: [1]"), e
+    res = _studies(evaluate=n_processes == 2)  # 4 processes: the Monte Carlo only (2 CPU cores in CI)
     if distributed.is_primary():
         np.savez(out, **res)
 
@@ -68,39 +80,40 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_equal_one_process_bit_for_bit(tmp_path):
+@pytest.mark.parametrize("n_processes", [2, 4])
+def test_processes_equal_one_process_bit_for_bit(tmp_path, n_processes):
     import jax
 
     from jaxcim import engine
 
     out = tmp_path / "mp.npz"
-    env = {**os.environ, "XLA_FLAGS": xla_flags(DEVICES_PER_PROCESS),
+    env = {**os.environ, "XLA_FLAGS": xla_flags(N_DEVICES // n_processes),
            "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), *sys.path])}
     port = _free_port()
-    procs = [subprocess.Popen([sys.executable, __file__, str(port), str(i), str(out)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(N_PROCESSES)]
+    procs = [subprocess.Popen([sys.executable, __file__, str(port), str(i), str(n_processes), str(out)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+             for i in range(n_processes)]
     try:
         # the single-process reference on 4 of this process's devices runs while the workers start
-        ref = _studies(engine.default_mesh(jax.devices()[:N_PROCESSES * DEVICES_PER_PROCESS]))
+        ref = _studies(engine.default_mesh(jax.devices()[:N_DEVICES]), evaluate=n_processes == 2)
         deadline = time.monotonic() + TIMEOUT_S
         logs = [p.communicate(timeout=max(deadline - time.monotonic(), 1))[0] for p in procs]
     finally:
-        for p in procs:  # on failure or timeout: no process outlives the test
+        for p in procs:  # on failure or timeout: no process (nor its children) outlives the test
             if p.poll() is None:
-                p.kill()
+                os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
-    assert [p.returncode for p in procs] == [0] * N_PROCESSES, "\n".join(logs)[-4000:]
+    assert [p.returncode for p in procs] == [0] * n_processes, "\n".join(logs)[-4000:]
     got = np.load(out)
-    assert got["mc"].shape == (MC["n"], 2, 6, 20) and got["evaluate"].shape == (EVAL["n_instances"], 2)
-    for name in ("mc", "evaluate"):
+    assert got["mc"].shape == (MC["n"], 2, 6, 20)
+    if n_processes == 2:
+        assert got["evaluate"].shape == (EVAL["n_instances"], 2)
+    for name in ref:
         np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
     assert np.std(got["mc"][:, 0], axis=0).mean() > 0  # instances differ: a real Monte Carlo
 
 
 def test_unreachable_coordinator_is_a_clear_error_in_bounded_time(monkeypatch):
-    import pytest
-
     from jaxcim import distributed
 
     t0 = time.monotonic()
@@ -120,4 +133,4 @@ def test_unreachable_coordinator_is_a_clear_error_in_bounded_time(monkeypatch):
 
 
 if __name__ == "__main__":
-    _worker(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])
+    _worker(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])

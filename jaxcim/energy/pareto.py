@@ -9,6 +9,17 @@ Rows activated per read (k < rows): the energy/latency account models it exactly
 per row group). For accuracy it is approximated by ``mapping.rows = k``: each conversion then sees k rows, which
 is what a k-row read amounts to, except that jaxcim's digital partial-sum accumulation over row tiles replaces
 the accumulation over row groups (identical arithmetic).
+
+Discrete settings are searched, continuous ones descended: with ``refine=STEPS`` (`sweep`, `network_sweep`;
+``jaxcim pareto --refine STEPS``) every configuration on the grid's Pareto front has its continuous knobs (read
+voltage, g_max, ADC range: `jaxcim.energy.knobs.default_knobs`) moved by `refine` (gradient descent on log MVM
+error over chips plus a penalty holding its own TOPS/W, `jaxcim.energy.knobs`), within the grid's range for a
+knob the grid sweeps, at most the device's g_max, and a factor 2 otherwise. The refined configuration is
+evaluated again by the same code on the same chips and added as a row (``refined``: True, ``refined_from``: its
+grid row), so the front and the best configuration at the target are taken over both. Example (the shipped
+``pareto`` study, ``--refine 20``; benchmarks/README.md): only the ADC margin moves (to 0.71-0.87); the 4-bit SAR
+readout at 660 TOPS/W then loses 3.41 instead of 4.74 points at 1 year, while the best point at >= 200 TOPS/W (8-bit
+SAR) changes within its confidence interval (1.86 -> 1.95 points) and stays unrefined.
 """
 
 from __future__ import annotations
@@ -24,8 +35,12 @@ import numpy as np
 from jaxcim.circuit.adc import adc_circuit
 from jaxcim.config import CrossbarConfig
 from jaxcim.core import simulate
+from jaxcim.energy import knobs as kn
 from jaxcim.energy.hardware import HardwareConfig, Workload
 from jaxcim.energy.model import estimate
+
+refine = kn.refine
+"""`jaxcim.energy.knobs.refine`: gradient descent on one configuration's continuous knobs."""
 
 TARGET_TOPS_PER_W = 200.0
 """Energy-efficiency target of multi-level ReRAM compute-in-memory programs with 256x256 arrays, TOPS/W: the
@@ -75,9 +90,10 @@ def apply_settings(cfg: CrossbarConfig, hw: HardwareConfig, settings: Mapping[st
 def sweep(
     cfg: CrossbarConfig, hw: HardwareConfig, grid: Mapping[str, Sequence[Any]], w: jax.Array, x: jax.Array, *,
     key: jax.Array, instances: int = 4, workload: Workload | None = None,
-    metric: Callable[[jax.Array, jax.Array], jax.Array] = nrmse, t: float = 0.0,
+    metric: Callable[[jax.Array, jax.Array], jax.Array] = nrmse, t: float = 0.0, refine: int = 0,
+    knobs: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Energy and Monte Carlo accuracy for every combination of ``grid``.
+    """Energy and Monte Carlo accuracy for every combination of ``grid``; optionally the front refined.
 
     Args:
       cfg, hw: the base configuration. grid: setting name -> values (see module docstring).
@@ -87,32 +103,84 @@ def sweep(
       workload: the energy workload; default one MVM of ``w``'s shape with the statistics of ``x`` and ``w``.
       metric: error of one instance's outputs vs ``x @ w`` (default `nrmse`).
       t: read time after programming, s.
+      refine: optimizer steps of `refine` for each Pareto-front configuration (0: none). knobs: its knobs
+        (default `jaxcim.energy.refine.default_knobs`).
 
     Returns:
       one dict per configuration: the settings, ``error`` / ``error_std`` (metric mean and standard deviation
-      over instances), ``tops_per_w``, ``tops``, ``tops_per_mm2``, ``energy_pj`` (per MVM), ``meets_target``.
+      over instances), ``tops_per_w``, ``tops``, ``tops_per_mm2``, ``energy_pj`` (per MVM), ``meets_target``,
+      ``refined`` (False). With ``refine``, then one row per front configuration, ``refined`` True: its settings
+      and refined knob values, the same numbers from the same code and chips, ``refined_from`` (the grid row's
+      index), ``knobs_start``, ``refine_objective`` (before, after) and ``refine_improved``.
     """
     if instances < 1:
         raise ValueError(f"instances must be >= 1, got {instances}")
+    _check_refine(refine, cfg, knobs)
     for name, values in grid.items():
         if isinstance(values, str) or not isinstance(values, Sequence) or len(values) == 0:
             raise ValueError(f"grid[{name!r}] must be a non-empty list of values, got {values!r}")
-    y_ref = x @ w
     keys = jax.random.split(key, instances)
     names = list(grid)
     out = []
     for combo in itertools.product(*(grid[n] for n in names)):
         settings = dict(zip(names, combo, strict=True))
         c, h, c_acc = apply_settings(cfg, hw, settings)
-        wl = workload or Workload(w.shape[0], w.shape[1])
-        rep = estimate(c, wl, h, w=w if workload is None else None, x=x if workload is None else None)
-        ys = jax.vmap(lambda k, c_acc=c_acc: simulate(c_acc, w, x, key=k, t=t))(keys)
-        errs = np.asarray(jax.vmap(lambda y: metric(y, y_ref))(ys))
-        tpw = float(rep.tops_per_w)
-        out.append(dict(settings, error=float(errs.mean()), error_std=float(errs.std()), tops_per_w=tpw,
-                        tops=float(rep.tops), tops_per_mm2=float(rep.tops_per_mm2),
-                        energy_pj=float(rep.total) * 1e12, meets_target=tpw >= TARGET_TOPS_PER_W))
+        out.append(dict(settings, **_mvm_row(c, h, c_acc, w, x, keys, workload, metric, t), refined=False))
+    if refine:
+        front = np.flatnonzero(pareto_front([r["tops_per_w"] for r in out], [r["error"] for r in out]))
+        for i in front:
+            settings = {n: out[i][n] for n in names}
+            c, h, c_acc = apply_settings(cfg, hw, settings)
+            res = kn.refine(c, h, w, x, key=key, steps=refine, n_instances=instances, t=t, workloads=workload,
+                            cfg_acc=c_acc, **_refine_options(c, grid, knobs))
+            c, c_acc = c.replace(**res.values), c_acc.replace(**res.values)
+            out.append(dict(settings, **res.values, **_mvm_row(c, h, c_acc, w, x, keys, workload, metric, t),
+                            refined=True, **_refine_record(i, res)))
     return out
+
+
+def _mvm_row(c, h, c_acc, w, x, keys, workload, metric, t) -> dict[str, Any]:
+    """Energy and Monte Carlo error of one configuration (one `sweep` row without its settings)."""
+    wl = workload or Workload(w.shape[0], w.shape[1])
+    rep = estimate(c, wl, h, w=w if workload is None else None, x=x if workload is None else None)
+    y_ref = x @ w
+    ys = jax.vmap(lambda k: simulate(c_acc, w, x, key=k, t=t))(keys)
+    errs = np.asarray(jax.vmap(lambda y: metric(y, y_ref))(ys))
+    tpw = float(rep.tops_per_w)
+    return dict(error=float(errs.mean()), error_std=float(errs.std()), tops_per_w=tpw, tops=float(rep.tops),
+                tops_per_mm2=float(rep.tops_per_mm2), energy_pj=float(rep.total) * 1e12,
+                meets_target=tpw >= TARGET_TOPS_PER_W)
+
+
+def _refine_options(c: CrossbarConfig, grid: Mapping[str, Sequence[Any]], knobs: Sequence[str] | None):
+    """Knobs and bounds of a grid point's refinement: a knob the grid sweeps stays within the grid's values
+    (the study's declared range), g_max at or below the device's (a conductance range uses less of the cell's
+    range, never more than it has); others within a factor 2 of their value."""
+    knobs = kn.check_knobs(c, kn.default_knobs(c) if knobs is None else knobs)
+    bounds = {}
+    for k in knobs:
+        x0 = kn.knob_value(c, k)
+        lo, hi = x0 / 2.0, x0 * 2.0
+        if k in grid:
+            lo, hi = max(lo, float(min(grid[k]))), min(hi, float(max(grid[k])))
+        if k == "device.g_max":
+            hi = min(hi, x0)
+        bounds[k] = (lo, hi)
+    return dict(knobs=knobs, bounds=bounds)
+
+
+def _refine_record(start: int, res: kn.RefineResult) -> dict[str, Any]:
+    """The refinement's own account, stored in a refined row: where it started and what the descent saw."""
+    return dict(refined_from=int(start), knobs_start=res.start, refine_objective=[res.objective_start, res.objective],
+                refine_improved=res.improved)
+
+
+def _check_refine(refine: Any, cfg: CrossbarConfig, knobs: Sequence[str] | None) -> None:
+    """Before any work: refine is a step count and the knobs are continuous knobs of the base config."""
+    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+        raise ValueError(f"refine must be a number of optimizer steps >= 0 (0: no refinement), got {refine!r}")
+    if refine and knobs is not None:
+        kn.check_knobs(cfg, knobs)
 
 
 def pareto_front(tops_per_w: Sequence[float], error: Sequence[float]) -> np.ndarray:
@@ -151,11 +219,9 @@ def plot(results: Sequence[Mapping[str, Any]], ax=None, target: float = TARGET_T
 
 def network_workloads(model: Any) -> list[Workload]:
     """One `Workload` per dense layer of an nnx model (``nnx.Linear`` / `jaxcim.nn.AnalogLinear`), in order."""
-    from jaxcim.nn.convert import convertible_layers
-
     out = []
-    for path, layer in convertible_layers(model):
-        kernel = layer.kernel.value if hasattr(layer.kernel, "value") else layer.kernel
+    for path, layer in _dense_layers(model):
+        kernel = _kernel(layer)
         if kernel.ndim != 2:
             raise ValueError(f"layer {path}: only dense layers have an energy workload here (got a kernel of shape "
                              f"{kernel.shape}); use a list of Workload for convolutions")
@@ -182,7 +248,7 @@ def _ci95(a: np.ndarray) -> float:
 def network_sweep(
     model: Any, data: tuple[Any, Any], cfg: CrossbarConfig, hw: HardwareConfig, grid: Mapping[str, Sequence[Any]],
     *, key: jax.Array, instances: int = 16, times: Sequence[float] = (1.0, YEAR), x_calib: Any = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None, refine: int = 0, knobs: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Classification accuracy over chip instances and TOPS/W of a network for every combination of ``grid``.
 
@@ -194,6 +260,11 @@ def network_sweep(
     drive level whether the row voltage is amplitude- or pulse-width-coded, and there every current and the ADC's
     full scale scale together with the read voltage.
 
+    With ``refine``, every configuration on the Pareto front (accuracy loss at the last time vs TOPS/W) has its
+    continuous knobs refined by `refine`: the objective's error is the MVM NRMSE of each dense layer on its own
+    digital inputs (those of ``x_calib``) at the last time, its efficiency target the configuration's own TOPS/W;
+    the refined configuration is then evaluated by the same code, on the same chips, as the grid.
+
     Args:
       model: a trained nnx classifier (digital weights; its dense layers are mapped onto crossbars).
       data: (inputs, labels) to evaluate on. cfg, hw: the base configuration. grid: setting -> values (see
@@ -202,45 +273,118 @@ def network_sweep(
       key: the chips' key. instances: chips per configuration. times: read times after programming, s.
       x_calib: ADC calibration inputs (default: the first 128 of ``data``).
       progress: called as progress(done, total) after each accuracy evaluation.
+      refine: optimizer steps per front configuration (0: none; `refine` trains on ``min(instances, 8)`` fresh
+        chips per step). knobs: its knobs (default `jaxcim.energy.knobs.default_knobs`).
 
     Returns:
       one dict per configuration: the settings; ``tops_per_w``, ``tops``, ``energy_nj`` (per inference);
       ``accuracy`` / ``ci95`` / ``loss`` (digital accuracy minus the mean, percentage points) per time, lists in
-      the order of ``times``; ``digital_accuracy``; ``meets_target`` (>= `TARGET_TOPS_PER_W`).
+      the order of ``times``; ``digital_accuracy``; ``meets_target`` (>= `TARGET_TOPS_PER_W`); ``refined``.
+      Refined rows follow the grid's, as in `sweep`.
     """
-    from jaxcim.nn.evaluate import accuracy, evaluate
+    from jaxcim.nn.evaluate import accuracy
 
     if instances < 2:
         raise ValueError(f"instances must be >= 2 (a confidence interval needs two chips), got {instances}")
+    _check_refine(refine, cfg, knobs)
     for name, values in grid.items():
         if isinstance(values, str) or not isinstance(values, Sequence) or len(values) == 0:
             raise ValueError(f"grid[{name!r}] must be a non-empty list of values, got {values!r}")
     wls = network_workloads(model)
-    digital = 100.0 * accuracy(model, data)
+    run = dict(model=model, data=data, base=cfg, wls=wls, key=key, instances=instances, times=tuple(times),
+               x_calib=x_calib, digital=100.0 * accuracy(model, data), cache={}, progress=progress)
     names = list(grid)
-    combos = list(itertools.product(*(grid[n] for n in names)))
-    cache: dict[str, np.ndarray] = {}
     out = []
-    for combo in combos:
+    for combo in itertools.product(*(grid[n] for n in names)):
         settings = dict(zip(names, combo, strict=True))
-        c, h, c_acc = apply_settings(cfg, hw, settings)
-        rep = estimate(c, wls, h)
-        c_acc = _accuracy_config(c_acc, cfg)
-        tag = repr(sorted(c_acc.to_dict().items(), key=str))
-        if tag not in cache:
-            res = evaluate(model, c_acc, data, key=key, n_instances=instances, times=tuple(times), x_calib=x_calib)
-            cache[tag] = 100.0 * np.asarray(res.accuracies)
-            if progress is not None:
-                progress(len(cache), None)
-        acc = cache[tag]
-        tpw = float(rep.tops_per_w)
-        out.append(dict(
-            settings, tops_per_w=tpw, tops=float(rep.tops), energy_nj=float(rep.energy) * 1e9,
-            accuracy=[float(a) for a in acc.mean(axis=0)], ci95=[_ci95(acc[:, i]) for i in range(acc.shape[1])],
-            loss=[float(digital - a) for a in acc.mean(axis=0)], digital_accuracy=digital, times=list(times),
-            meets_target=tpw >= TARGET_TOPS_PER_W,
-        ))
+        out.append(dict(settings, **_network_row(run, *apply_settings(cfg, hw, settings)), refined=False))
+    if refine:
+        out += _refine_network_front(run, out, names, hw, grid, refine, knobs)
     return out
+
+
+def _network_row(run: dict[str, Any], c: CrossbarConfig, h: HardwareConfig, c_acc: CrossbarConfig):
+    """Energy and chip accuracy of one configuration (a `network_sweep` row without its settings)."""
+    from jaxcim.nn.evaluate import evaluate
+
+    rep = estimate(c, run["wls"], h)
+    c_acc = _accuracy_config(c_acc, run["base"])
+    tag = repr(sorted(c_acc.to_dict().items(), key=str))
+    cache = run["cache"]
+    if tag not in cache:
+        res = evaluate(run["model"], c_acc, run["data"], key=run["key"], n_instances=run["instances"],
+                       times=run["times"], x_calib=run["x_calib"])
+        cache[tag] = 100.0 * np.asarray(res.accuracies)
+        if run["progress"] is not None:
+            run["progress"](len(cache), None)
+    acc = cache[tag]
+    tpw = float(rep.tops_per_w)
+    digital = run["digital"]
+    return dict(tops_per_w=tpw, tops=float(rep.tops), energy_nj=float(rep.energy) * 1e9,
+                accuracy=[float(a) for a in acc.mean(axis=0)], ci95=[_ci95(acc[:, i]) for i in range(acc.shape[1])],
+                loss=[float(digital - a) for a in acc.mean(axis=0)], digital_accuracy=digital,
+                times=list(run["times"]), meets_target=tpw >= TARGET_TOPS_PER_W)
+
+
+def _refine_network_front(run, out, names, hw, grid, steps, knobs) -> list[dict[str, Any]]:
+    x_calib = run["x_calib"]
+    xc = jnp.asarray(run["data"][0][:128] if x_calib is None else x_calib)
+    ws = [_kernel(layer) for _, layer in _dense_layers(run["model"])]
+    xs = layer_inputs(run["model"], xc)
+    front = np.flatnonzero(pareto_front([r["tops_per_w"] for r in out], [r["loss"][-1] for r in out]))
+    refined = []
+    for i in front:
+        settings = {n: out[i][n] for n in names}
+        c, h, c_acc = apply_settings(run["base"], hw, settings)
+        res = kn.refine(c, h, ws, xs, key=run["key"], steps=steps, n_instances=min(run["instances"], 8),
+                        t=run["times"][-1], workloads=run["wls"], cfg_acc=c_acc, **_refine_options(c, grid, knobs))
+        c, c_acc = c.replace(**res.values), c_acc.replace(**res.values)
+        refined.append(dict(settings, **res.values, **_network_row(run, c, h, c_acc), refined=True,
+                            **_refine_record(i, res)))
+    return refined
+
+
+def _dense_layers(model: Any) -> list[tuple[str, Any]]:
+    from jaxcim.nn.convert import convertible_layers
+
+    return convertible_layers(model)
+
+
+def _kernel(layer: Any) -> jax.Array:
+    return layer.kernel.value if hasattr(layer.kernel, "value") else layer.kernel
+
+
+def layer_inputs(model: Any, x: jax.Array) -> list[jax.Array]:
+    """The inputs each dense layer of ``model`` (in `network_workloads` order) receives when the model runs on
+    ``x`` digitally: (batch, in_features) per layer."""
+    layers = [layer for _, layer in _dense_layers(model)]
+    index = {id(layer): j for j, layer in enumerate(layers)}
+    seen: list[Any] = [None] * len(layers)
+    classes = {type(layer) for layer in layers}
+    own = {cls: cls.__dict__.get("__call__") for cls in classes}  # None: inherited
+
+    def recording(call):
+        def wrapped(self, u, *args, **kwargs):
+            j = index.get(id(self))
+            if j is not None and seen[j] is None:
+                seen[j] = u
+            return call(self, u, *args, **kwargs)
+        return wrapped
+
+    try:  # the classes' __call__ records for the duration of one forward pass
+        for cls in classes:
+            cls.__call__ = recording(cls.__call__)
+        model(x)
+    finally:
+        for cls, call in own.items():
+            if call is None:
+                del cls.__call__
+            else:
+                cls.__call__ = call
+    missing = [j for j, u in enumerate(seen) if u is None]
+    if missing:
+        raise ValueError(f"dense layers {missing} were not called by the model's forward pass")
+    return [jnp.reshape(u, (-1, u.shape[-1])) for u in seen]
 
 
 def best_at_target(results: Sequence[Mapping[str, Any]], time_index: int = -1,
@@ -252,11 +396,13 @@ def best_at_target(results: Sequence[Mapping[str, Any]], time_index: int = -1,
 
 
 def label(result: Mapping[str, Any], names: Sequence[str]) -> str:
-    """A short label of a configuration's settings, e.g. ``"64x64 k=16 sar 6b pwm 0.1V"``."""
+    """A short label of a configuration's settings, e.g. ``"64x64 k=16 sar 6b pwm 0.1V"`` (``" refined"`` appended
+    for a configuration whose continuous knobs `refine` moved)."""
     short = {"array": lambda v: f"{v}x{v}", "hw.rows_per_read": lambda v: f"k={v or 'all'}",
              "adc.type": str, "adc.bits": lambda v: f"{v}b", "hw.input_encoding": lambda v: "PWM" if v == "pwm"
-             else "amp", "dac.v_read": lambda v: f"{v:g}V", "device.g_max": lambda v: f"{v * 1e6:g}uS"}
-    return " ".join(short.get(n, lambda v, n=n: f"{n.split('.')[-1]}={v}")(result[n]) for n in names)
+             else "amp", "dac.v_read": lambda v: f"{v:.3g}V", "device.g_max": lambda v: f"{v * 1e6:.3g}uS"}
+    text = " ".join(short.get(n, lambda v, n=n: f"{n.split('.')[-1]}={v}")(result[n]) for n in names)
+    return text + " refined" if result.get("refined") else text
 
 
 def plot_network(results: Sequence[Mapping[str, Any]], names: Sequence[str], time_index: int = -1, ax=None,

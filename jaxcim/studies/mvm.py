@@ -217,6 +217,8 @@ class _Job:
         if resuming:  # the checkpoint's chunks, checked against the baseline's per-instance shapes
             done, parts = io.load_chunks(self.ckpt, self.fp, n, {k: (v.shape[1:], v.dtype) for k, v in base.items()},
                                          log)
+            distributed.check_same([done], f"the instances done in {self.ckpt} (every process must see the --out "
+                                   "folder alike: a shared file system)")
             if done:
                 log(f"resuming after {min(done, n)} of {n} instances")
         self.resumed_from, self.ran, self.first_chunk_s = done, 0, None

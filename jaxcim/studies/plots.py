@@ -147,6 +147,13 @@ def accuracy_vs_time(path: Path, results: Mapping[str, Any]) -> str | None:
     return save(fig, Path(path))
 
 
+def series_style(i: int) -> dict[str, Any]:
+    """Line style of the i-th series of a plot: marker, dash pattern and a shrinking hollow marker cycle together,
+    so that series lying on top of each other (a knob with no effect) stay visible."""
+    return dict(marker="osD^v<>p"[i % 8], linestyle=("-", "--", ":", "-.")[i % 4], markersize=7 - min(i, 4),
+                fillstyle="full" if i == 0 else "none")
+
+
 def sweep(out: Path, rows: Sequence[Mapping[str, Any]], names: Sequence[str], times: Sequence[float],
           cfg: Mapping[str, Any] | None, instances: int) -> str | None:
     """Mean error vs the first swept setting, one panel per read time, one line per value of the others; with
@@ -164,9 +171,9 @@ def sweep(out: Path, rows: Sequence[Mapping[str, Any]], names: Sequence[str], ti
             for r in rows:
                 if r["t"] == t:
                     groups.setdefault(tuple(r[n] for n in others), []).append(r)
-            for o, rs in groups.items():
+            for i, (o, rs) in enumerate(groups.items()):
                 label = ", ".join(f"{n} = {v}" for n, v in zip(others, o, strict=True)) or None
-                ax.plot([r[xname] for r in rs], [100 * r["mean"] for r in rs], "o-", label=label)
+                ax.plot([r[xname] for r in rs], [100 * r["mean"] for r in rs], label=label, **series_style(i))
             ax.set_title(f"read at t = {format_time(t)}", fontsize=9)
             values = sorted({r[xname] for r in rows})
             if len(values) <= 12:  # tick the swept values themselves (no 4.5 bits)
@@ -183,8 +190,8 @@ def sweep(out: Path, rows: Sequence[Mapping[str, Any]], names: Sequence[str], ti
         groups = {}
         for r in rows:
             groups.setdefault(tuple(r[n] for n in names), []).append(r)
-        for o, rs in groups.items():
-            ax.plot(plot_times([r["t"] for r in rs]), [100 * r["mean"] for r in rs], "o-",
+        for i, (o, rs) in enumerate(groups.items()):
+            ax.plot(plot_times([r["t"] for r in rs]), [100 * r["mean"] for r in rs], **series_style(i),
                     label=", ".join(f"{n} = {v}" for n, v in zip(names, o, strict=True)) or None)
         time_axis(ax, times)
         ax.set_ylabel("mean relative MVM error (%)")

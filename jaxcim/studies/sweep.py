@@ -165,9 +165,13 @@ def _grid_rows(study, cfg, grid, w, x, key, progress: bool):
 
 
 def table(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> str:
-    head = "".join(f"{n:>22}" for n in names) + f"{'t':>10}{'mean':>9}{'p5':>9}{'p95':>9}"
-    return "\n".join([head] + ["".join(f"{str(r[n]):>22}" for n in names) + f"{format_time(r['t']):>10}"
-                               f"{r['mean']:9.2%}{r['p5']:9.2%}{r['p95']:9.2%}" for r in rows])
+    """The sweep as a text table: one column per swept setting (as wide as its name or longest value, two spaces
+    apart), the read time and the mean, 5th and 95th percentile errors."""
+    widths = [max(len(n), *(len(str(r[n])) for r in rows)) + 2 for n in names]
+    head = "".join(f"{n:>{w}}" for n, w in zip(names, widths, strict=True)) + f"{'t':>10}{'mean':>9}{'p5':>9}{'p95':>9}"
+    return "\n".join([head] + ["".join(f"{str(r[n]):>{w}}" for n, w in zip(names, widths, strict=True))
+                               + f"{format_time(r['t']):>10}{r['mean']:9.2%}{r['p5']:9.2%}{r['p95']:9.2%}"
+                               for r in rows])
 
 
 def _write(out: Path, study, cfg, grid, rows, errors, netcdf: bool) -> dict[str, Any]:
