@@ -112,7 +112,7 @@ def _timed(fn):
     return time.perf_counter() - t0
 
 
-def bench(name: str, batch: int, chips: int, chunk: int) -> dict:
+def bench(name: str, batch: int, chips: int, chunk: int, budget_mib: float | None) -> dict:
     net, x, import_s, n_weights = build(name, batch)
     fwd = jax.jit(lambda v: net(v))
     xj = jnp.asarray(x)
@@ -120,10 +120,12 @@ def bench(name: str, batch: int, chips: int, chunk: int) -> dict:
     digital_s = min(_timed(lambda: fwd(xj)) for _ in range(3))
     y = np.asarray(jnp.argmax(fwd(xj), -1), np.int32)
     cfg = jc.presets.get(PRESET)
+    budget = None if budget_mib is None else int(budget_mib * 2**20)
+    plan = jc.nn.plan_evaluation(net, cfg, (x, y), n_instances=chips, chunk_size=chunk, memory_budget=budget)
 
     def run(n, seed):
         return jc.nn.evaluate(net, cfg, (x, y), key=jax.random.key(seed), n_instances=n, chunk_size=chunk,
-                              progress=True)
+                              memory_budget=budget, progress=True)
 
     t_first = _timed(lambda: run(chunk, 0).accuracies)  # compiles the chunk program, runs one chunk
     run_s = _timed(lambda: run(chips, 1).accuracies)
@@ -132,19 +134,49 @@ def bench(name: str, batch: int, chips: int, chunk: int) -> dict:
                 digital_compile_s=first - digital_s, digital_forward_s=digital_s,
                 analog_compile_s=max(t_first - chunk * per_chip, 0.0), analog_run_s=run_s,
                 chips_per_s=chips / run_s, analog_s_per_chip=per_chip, overhead_ratio=per_chip / digital_s,
+                streamed=plan.streamed, eval_batch=plan.batch_size, memory_budget_mib=plan.memory_budget / 2**20,
                 peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def memory_point(name: str, batch: int, chips: int) -> dict:
-    """Peak RSS of one process that imports the network and evaluates ``chips`` chips (default chunking)."""
+def memory_point(name: str, batch: int, chips: int, budget_mib: float | None) -> dict:
+    """Peak RSS of one process that imports the network and evaluates ``chips`` chips within the memory budget
+    (default: `jaxcim.engine.default_memory_budget`), with the plan `evaluate` follows."""
     net, x, _, n_weights = build(name, batch)
     y = np.zeros(x.shape[0], np.int32)
+    cfg = jc.presets.get(PRESET)
+    budget = None if budget_mib is None else int(budget_mib * 2**20)
+    plan = jc.nn.plan_evaluation(net, cfg, (x, y), n_instances=chips, memory_budget=budget)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def run(n):
+        return jc.nn.evaluate(net, cfg, (x, y), key=jax.random.key(0), n_instances=n, memory_budget=budget,
+                              chunk_size=plan.chunk_size, progress=True)
+
     t0 = time.perf_counter()
-    res = jc.nn.evaluate(net, jc.presets.get(PRESET), (x, y), key=jax.random.key(0), n_instances=chips)
-    return dict(network=name, batch=batch, chips=chips, weights=int(n_weights), seconds=time.perf_counter() - t0,
-                rss_before_evaluate_mib=base, peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    run(plan.chunk_size)  # compiles the one-chunk program the run below reuses
+    compiled_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    _reset_peak_rss()
+    t1 = time.perf_counter()
+    res = run(chips)
+    return dict(network=name, batch=batch, chips=chips, weights=int(n_weights), compile_and_chunk_s=t1 - t0,
+                seconds=time.perf_counter() - t1, memory_budget_mib=plan.memory_budget / 2**20,
+                streamed=plan.streamed, chunk_size=plan.chunk_size, eval_batch=plan.batch_size,
+                planned_chunk_mib=plan.chunk_bytes / 2**20, rss_before_evaluate_mib=base,
+                peak_rss_with_compile_mib=compiled_peak, peak_rss_mib=_peak_rss_mib(),
                 accuracy_shape=list(res.accuracies.shape))
+
+
+def _reset_peak_rss() -> None:
+    """Reset the kernel's high-water mark of this process's RSS (Linux: VmHWM), so the peak after it is the run's."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def _peak_rss_mib() -> float:
+    """VmHWM of this process, MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def main(argv=None):
@@ -156,27 +188,33 @@ def main(argv=None):
     p.add_argument("--networks", default="resnet18,transformer")
     p.add_argument("--memory", default=None, help="comma-separated chip counts: peak RSS of ResNet-18 evaluation, "
                    "one child process per count")
+    p.add_argument("--budget", type=float, default=None, help="memory_budget of evaluate, MiB (default: jaxcim's)")
     p.add_argument("--memory-point", default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "networks.json")
     args = p.parse_args(argv)
     batch = args.batch or (8 if args.quick else 128)
     if args.memory_point:
-        print(json.dumps(memory_point("resnet18", batch, int(args.memory_point))))
+        print(json.dumps(memory_point("resnet18", batch, int(args.memory_point), args.budget)))
         return
     rows, mem = [], []
     if args.memory:
         for n in args.memory.split(","):
-            out = subprocess.run([sys.executable, __file__, "--memory-point", n, "--batch", str(batch)],
-                                 capture_output=True, text=True, check=True).stdout
+            cmd = [sys.executable, __file__, "--memory-point", n, "--batch", str(batch)]
+            cmd += [] if args.budget is None else ["--budget", str(args.budget)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             mem.append(json.loads(out.strip().splitlines()[-1]))
             m = mem[-1]
-            print(f"resnet18 batch {batch} chips {m['chips']:5d}: peak RSS {m['peak_rss_mib']:8.0f} MiB "
-                  f"(before evaluate {m['rss_before_evaluate_mib']:.0f} MiB), {m['seconds']:.1f} s", flush=True)
+            print(f"resnet18 batch {batch} chips {m['chips']:5d}, budget {m['memory_budget_mib']:.0f} MiB "
+                  f"({'streamed' if m['streamed'] else 'held'}, {m['chunk_size']} chips x {m['eval_batch']} examples "
+                  f"per chunk, planned {m['planned_chunk_mib']:.0f} MiB): peak RSS {m['peak_rss_mib']:6.0f} MiB "
+                  f"running, {m['peak_rss_with_compile_mib']:6.0f} MiB compiling (before evaluate "
+                  f"{m['rss_before_evaluate_mib']:.0f} MiB); {m['compile_and_chunk_s']:.0f} s compile + one chunk, "
+                  f"{m['seconds']:.1f} s run", flush=True)
     else:
         chips = args.chips or (4 if args.quick else 16)
         chunk = args.chunk or (2 if args.quick else 4)
         for name in args.networks.split(","):
-            rows.append(bench(name, batch, chips, chunk))
+            rows.append(bench(name, batch, chips, chunk, args.budget))
             r = rows[-1]
             print(f"{name:12s} {r['weights'] / 1e6:6.2f} M weights  batch {batch}: "
                   f"digital {r['digital_forward_s']:.3f} s "

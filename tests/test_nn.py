@@ -330,3 +330,44 @@ def test_cnn_on_crossbars(digits):
     # 0.78-0.80 vs 0.90 with 48 instances and three keys; the mean of 16 varies by ~0.015) ...
     assert res.mean()[0] > res.digital_accuracy - 0.15
     assert res.std()[0] > 0  # ... and chips differ
+
+
+class _Wide(nnx.Module):
+    """A classifier of 8x8 digits whose every layer spans several arrays (64x64: 1 x 5, 5 x 5 and 5 x 1; 256x256:
+    1 x 2, 2 x 2 and 2 x 1): a 4x4 stride-4 convolution to 260 channels (16 x 260, 4 positions per image), mean
+    pooling, dense 260 x 300 and 300 x 10."""
+
+    def __init__(self, rngs: nnx.Rngs):
+        self.conv = nnx.Conv(1, 260, (4, 4), strides=4, padding="VALID", rngs=rngs)
+        self.fc = nnx.Linear(260, 300, rngs=rngs)
+        self.head = nnx.Linear(300, 10, rngs=rngs)
+
+    def __call__(self, x):
+        h = jnp.mean(jax.nn.relu(self.conv(x)), axis=(1, 2))
+        return self.head(jax.nn.relu(self.fc(h)))
+
+
+def test_evaluate_streamed_within_budget_equals_held():
+    """A budget too small for one programmed chip streams the layers, with smaller evaluation batches or chunks:
+    the same chips, the same accuracies as with every layer held, and the planned working memory fits the
+    budget."""
+    d = jn.load_digits(images=True)
+    model = _Wide(nnx.Rngs(0))
+    x = d.x_test[:24]
+    y = np.asarray(jnp.argmax(nnx.jit(lambda m, v: m(v))(model, x), axis=-1))  # analog noise flips some
+    kw = dict(n_instances=3, times=(1.0, YEAR), x_calib=d.x_train[:8], mesh=default_mesh(jax.devices()[:1]))
+    cfg = small(RERAM, 64)
+    held_plan = jn.plan_evaluation(model, cfg, (x, y), memory_budget=1 << 30, **kw)
+    assert not held_plan.streamed and held_plan.chunk_size == 3 and held_plan.batch_size == 24
+    cells = 30 * 64 * 64 * 16 * 4  # the two largest layers' arrays, 16 floats per cell: 7.9 MB, plus reads
+    for budget, batch_size in ((cells + 10**6, None), (19_400_000, 10)):  # 2 streamed chips, not 1 held
+        plan = jn.plan_evaluation(model, cfg, (x, y), memory_budget=budget, batch_size=batch_size, **kw)
+        assert plan.streamed and plan.chunk_bytes <= budget < held_plan.instance_bytes
+        assert plan.batch_size < 24 and plan.chunk_size < 3
+    assert plan.chunk_size == 2 and plan.batch_size == 10  # 2 chunks (one padded), 3 batches (one padded)
+    with pytest.raises(ValueError, match="memory_budget"):
+        jn.plan_evaluation(model, cfg, (x, y), memory_budget=cells // 2, **kw)
+    held = jn.evaluate(model, cfg, (x, y), key=jax.random.key(5), memory_budget=1 << 30, **kw)
+    streamed = jn.evaluate(model, cfg, (x, y), key=jax.random.key(5), memory_budget=budget, batch_size=10, **kw)
+    np.testing.assert_array_equal(streamed.accuracies, held.accuracies)
+    assert len(np.unique(held.accuracies)) > 1 and held.accuracies.max() < 1  # chips flip decisions, not alike

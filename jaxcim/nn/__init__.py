@@ -14,7 +14,7 @@ training and accuracy over chip instances and time.
 
 from jaxcim.nn.convert import analogize, convertible_layers
 from jaxcim.nn.data import Digits, collect, load_cifar, load_digits, load_mnist
-from jaxcim.nn.evaluate import AccuracyResult, accuracy, evaluate
+from jaxcim.nn.evaluate import AccuracyResult, EvaluationPlan, accuracy, evaluate, plan_evaluation
 from jaxcim.nn.importers import DigitalMatmul, ImportedNetwork, from_onnx, from_torch, to_torch_state_dict
 from jaxcim.nn.layers import (
     MODES,
@@ -37,6 +37,7 @@ __all__ = [
     "AnalogConv",
     "AnalogLinear",
     "DigitalMatmul",
+    "EvaluationPlan",
     "Digits",
     "ImportedNetwork",
     "accuracy",
@@ -52,6 +53,7 @@ __all__ = [
     "load_cifar",
     "load_digits",
     "load_mnist",
+    "plan_evaluation",
     "program",
     "set_mode",
     "set_time",

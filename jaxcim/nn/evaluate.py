@@ -16,6 +16,13 @@ Instances run on `jaxcim.engine`: vmapped in chunks sized by a memory budget, ch
 ``jax.lax.map`` inside one compiled function (or one call per chunk with progress or a checkpoint), the instance
 axis sharded over a 1-d device mesh (axis ``"instances"``, every device of every process by default) with
 ``jax.shard_map``.
+
+Memory follows the budget, not the model (`plan_evaluation`): when one programmed chip does not fit (a real-size
+network: ResNet-18 fills ~200 arrays of 256x256), its layers are streamed. Each evaluation batch goes through the
+chip once, stacked with the calibration inputs and repeated for every read time (`jaxcim.nn.layers.Segments`):
+each layer is programmed, calibrated on its calibration rows and read at every time before the next layer is
+programmed, so only one layer's conductances live at a time; the evaluation batch and the chips per chunk are the
+largest that fit. A chip is programmed again for every batch, with the same draws: the same chip.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import dataclasses
 import functools
 import hashlib
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +45,16 @@ from jax.sharding import Mesh, PartitionSpec
 from jaxcim import engine, mapping
 from jaxcim.checks import check_int
 from jaxcim.nn.convert import analogize
-from jaxcim.nn.layers import SHAPE_LOG, analog_layers_or_raise, program, set_mode, set_time
+from jaxcim.nn.layers import (
+    SEGMENTS,
+    SHAPE_LOG,
+    Segments,
+    analog_layers_or_raise,
+    program,
+    set_instance,
+    set_mode,
+    set_time,
+)
 from jaxcim.progress import Progress, format_time
 
 _CELL_ARRAYS = 16
@@ -149,28 +166,121 @@ def _check_times(times: Any) -> jax.Array:
 # ----------------------------------------------------------------------------------------- sizing
 
 
+def _layer_log(model: Any, x: jax.Array, concrete: bool = False) -> list:
+    """(cfg, input rows, in, out, inputs) of every analog matrix product of the digital view of ``model`` on
+    ``x``: traced only (``jax.eval_shape``, nothing runs), or with the inputs computed (``concrete``)."""
+    log: list = []
+    view = nnx.view(model, analog_mode="digital", raise_if_not_found=False)
+
+    def inputs(xx):
+        token = SHAPE_LOG.set(log)
+        try:
+            view(xx)
+        finally:
+            SHAPE_LOG.reset(token)
+        return [entry[4] for entry in log]
+
+    if not concrete:
+        jax.eval_shape(inputs, x)
+        return log
+    values = jax.jit(inputs)(x)
+    return [entry[:4] + (v,) for entry, v in zip(log, values, strict=True)]
+
+
+def _layer_bytes(cfg: Any, n_rows: int, n_in: int, n_out: int) -> tuple[int, int]:
+    """(programmed-cell bytes, read bytes) of one analog layer reading ``n_rows`` input rows."""
+    m = cfg.mapping
+    tr, tc = mapping.tile_counts(m, n_in, n_out)
+    cells = m.slices * tr * tc * m.rows * m.cols
+    cycles = (cfg.dac.bits - (1 if cfg.dac.signed else 0)) if cfg.dac.bit_serial else 1
+    currents = n_rows * cycles * m.slices * tr * tc * m.cols
+    return 4 * _CELL_ARRAYS * cells, 4 * (_CURRENT_ARRAYS * currents + 2 * n_rows * (n_in + n_out))
+
+
 def instance_bytes(model: Any, x: jax.Array, n_times: int = 1) -> int:
-    """Estimated working memory of one chip instance reading the batch ``x``, bytes.
+    """Estimated working memory of one chip instance reading the batch ``x`` with every layer programmed and
+    held (``streamed=False`` in `plan_evaluation`), bytes.
 
     The analog layers record their matrix shapes while the model is traced (``jax.eval_shape``, nothing
     runs); each layer counts its programmed cells and the column currents of one read.
     """
-    log: list = []
-    token = SHAPE_LOG.set(log)
-    try:
-        view = nnx.view(model, analog_mode="digital", raise_if_not_found=False)
-        jax.eval_shape(lambda xx: view(xx), x)
-    finally:
-        SHAPE_LOG.reset(token)
-    total = 0
-    for cfg, n_rows, n_in, n_out in log:
-        m = cfg.mapping
-        tr, tc = mapping.tile_counts(m, n_in, n_out)
-        cells = m.slices * tr * tc * m.rows * m.cols
-        cycles = (cfg.dac.bits - (1 if cfg.dac.signed else 0)) if cfg.dac.bit_serial else 1
-        currents = n_rows * cycles * m.slices * tr * tc * m.cols
-        total += _CELL_ARRAYS * cells + _CURRENT_ARRAYS * currents + 2 * n_rows * (n_in + n_out)
-    return 4 * total * (1 + (n_times > 1))
+    total = sum(sum(_layer_bytes(cfg, n_rows, n_in, n_out)) for cfg, n_rows, n_in, n_out, _ in _layer_log(model, x))
+    return total * (1 + (n_times > 1))
+
+
+def _streamed_parts(model: Any, x: jax.Array) -> list[tuple[int, int]]:
+    """(programmed-cell bytes, read bytes per stacked example) of every analog layer of ``model``."""
+    one = jax.ShapeDtypeStruct((1,) + x.shape[1:], x.dtype)
+    return [_layer_bytes(cfg, n_rows, n_in, n_out) for cfg, n_rows, n_in, n_out, _ in _layer_log(model, one)]
+
+
+def _streamed_cost(parts: list[tuple[int, int]], examples: int) -> int:
+    """Estimated working memory of one chip in a streamed call on ``examples`` stacked examples, bytes: the
+    two largest layers' programmed cells (XLA may program the next layer, whose draws do not depend on the
+    activations, while one is read), the largest reads, plus one more set of the largest layer inputs and
+    outputs (activations the graph still holds, e.g. a residual branch). Read bytes grow with the examples.
+
+    On ResNet-18 (batch 8, 256x256 arrays) this gives 333 MiB where XLA's compiled chunk reports 306 MiB of
+    temporaries (benchmarks/README.md)."""
+    cells = sorted((c for c, _ in parts), reverse=True)
+    reads = max(r for _, r in parts) * examples
+    return sum(cells[:2]) + 2 * reads
+
+
+def check_example_major(model: Any, x: jax.Array) -> None:
+    """ValueError unless every analog layer's input rows are example-major (``rows = examples * rows per
+    example``, one example's rows together), what a streamed call needs: the digital view on ``x`` (>= 2
+    examples) and on its first half must give the same leading rows to every analog layer."""
+    if x.shape[0] < 2:
+        return
+    full = _layer_log(model, x, concrete=True)
+    half = _layer_log(model, x[: x.shape[0] // 2], concrete=True)
+    for j, (a, b) in enumerate(zip(full, half, strict=True)):
+        ua, ub = np.asarray(a[4]), np.asarray(b[4])
+        if ua.shape[0] % x.shape[0] or not np.allclose(ua[: ub.shape[0]], ub, rtol=1e-4, atol=1e-6):
+            raise ValueError(f"analog layer {j} (in graph order) does not take its input rows example by example "
+                             "(e.g. a time-major sequence): evaluate it without layer streaming, with a "
+                             "memory_budget that holds a whole programmed chip")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationPlan:
+    """How `evaluate` runs its chips within the memory budget (`plan_evaluation`).
+
+    Attributes:
+      streamed: False: every layer of a chip is programmed, then the data is read batch by batch with all
+        layers held. True (a whole programmed chip does not fit the budget): layers are streamed, each
+        programmed, calibrated and read at every time before the next (`jaxcim.nn.layers.Segments`), for each
+        evaluation batch (a chip is programmed again for every batch: the same draws, so the same chip).
+      chunk_size: chip instances per vmapped chunk (a multiple of the device count).
+      batch_size: evaluation examples per read.
+      instance_bytes: estimated working memory of one chip instance, bytes.
+      memory_budget: the budget, bytes. The default one, when a streamed chip of the model does not fit it, is
+        raised to half a held chip or, when more, the least a streamed chip needs; under it a chip is streamed
+        only when that at least halves its memory, else one held chip per chunk, above the budget.
+    """
+
+    streamed: bool
+    chunk_size: int
+    batch_size: int
+    instance_bytes: int
+    memory_budget: int
+
+    @property
+    def chunk_bytes(self) -> int:
+        """Estimated working memory of one chunk on one device, bytes."""
+        return self.instance_bytes * self.chunk_size
+
+
+def _streamed_batch(parts: list[tuple[int, int]], n: int, n_calib: int, n_times: int, budget: int) -> int:
+    """The largest evaluation batch (<= n, >= 1) whose streamed chip fits ``budget``."""
+    lo, hi = 1, n
+    if _streamed_cost(parts, n_calib + n_times * hi) <= budget:
+        return hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if _streamed_cost(parts, n_calib + n_times * mid) <= budget else (lo, mid)
+    return lo
 
 
 default_mesh = engine.default_mesh
@@ -209,20 +319,48 @@ def _instance_accuracy(graphdef, state, x_calib, xb, yb, valid, times, key):
     return jax.lax.map(at, times)
 
 
+def _instance_accuracy_streamed(graphdef, state, x_calib, xb, yb, valid, times, key):
+    """(n_times,) correctly classified counts of one chip instance, layers streamed: for every batch, one call
+    on the calibration inputs stacked with the batch once per time (`jaxcim.nn.layers.Segments`) programs each
+    layer, calibrates it and reads it at every time before the next layer is programmed."""
+    n_calib, batch, n_times = x_calib.shape[0], xb.shape[1], times.shape[0]
+    segments = Segments(n_calib=n_calib, n_block=batch, times=times)
+
+    def count(args):
+        xx, yy, vv = args
+        model = set_instance(nnx.merge(graphdef, state, copy=True), key)
+        token = SEGMENTS.set(segments)
+        try:
+            logits = model(jnp.concatenate([x_calib] + [xx] * n_times))
+        finally:
+            SEGMENTS.reset(token)
+        pred = jnp.argmax(logits[n_calib:], axis=-1).reshape(n_times, batch)
+        return jnp.sum((pred == yy) & vv, axis=1)
+
+    return jnp.sum(jax.lax.map(count, (xb, yb, valid)), axis=0)
+
+
 _INSTANCES = PartitionSpec(None, engine.AXIS)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _run(graphdef, mesh, state, x_calib, xb, yb, valid, times, key, idx):
-    """Correct counts (n_chunks, chunk, n_times) of the instances ``idx`` (n_chunks, chunk), sharded over ``mesh``.
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _run(graphdef, mesh, streamed, state, x_calib, xb, yb, valid, times, key, idx):
+    """Correct counts (n_chunks, chunk, n_times) of the instances ``idx`` (n_chunks, chunk), sharded over ``mesh``,
+    layers streamed or not.
 
-    Compiled once per model structure, config, mesh and shapes (the weights and the key are traced)."""
+    Compiled once per model structure, config, mesh, mode and shapes (the weights and the key are traced)."""
+    instance = _instance_accuracy_streamed if streamed else _instance_accuracy
 
     def local(state, x_calib, xb, yb, valid, times, key, idx):
-        def one(i):
-            return _instance_accuracy(graphdef, state, x_calib, xb, yb, valid, times, engine.instance_key(key, i))
+        def chunk(ids):
+            # The barrier ties the weights to the chunk: XLA would otherwise hoist what depends on the weights
+            # only (conductance targets, their noise sigmas: several arrays per cell of every layer) out of the
+            # loop over chunks and hold them all, ~3x the working memory of one chunk.
+            weights, ids = jax.lax.optimization_barrier((state, ids))
+            return jax.vmap(lambda i: instance(graphdef, weights, x_calib, xb, yb, valid, times,
+                                               engine.instance_key(key, i)))(ids)
 
-        return jax.lax.map(jax.vmap(one), idx)
+        return jax.lax.map(chunk, idx)
 
     rep = PartitionSpec()
     return jax.shard_map(local, mesh=mesh, in_specs=(rep,) * 7 + (_INSTANCES,), out_specs=_INSTANCES,
@@ -232,24 +370,108 @@ def _run(graphdef, mesh, state, x_calib, xb, yb, valid, times, key, idx):
 # ----------------------------------------------------------------------------------------- evaluate
 
 
-def _analog_model(model: Any, cfg: Any, x: jax.Array, y: jax.Array) -> tuple[Any, float]:
-    """The analog copy of ``model`` in evaluation mode, and the digital accuracy of the same weights."""
+def _analog_model(model: Any, cfg: Any) -> Any:
+    """The analog copy of ``model`` in evaluation mode."""
     analog = analogize(model, cfg, mode="analog") if cfg is not None else nnx.clone(model)
     analog_layers_or_raise(analog, "evaluate")
     analog.eval()  # dropout off, batch norm on running averages
-    digital = set_mode(nnx.clone(analog), "digital")
-    return analog, float(jnp.mean(jnp.argmax(digital(x), axis=-1) == y))
+    return analog
 
 
-def _chunk_size(store: engine.ChunkStore | None, n_instances: int, per_instance, mesh: Mesh,
-                chunk_size: int | None, memory_budget: int | None) -> int:
+@functools.partial(jax.jit, static_argnums=0)
+def _digital_logits(graphdef, state, x):
+    """The digital model's outputs, one compiled program (op by op, a real-size network compiles each op)."""
+    return nnx.merge(graphdef, state)(x)
+
+
+def _check_args(x: jax.Array, n_instances: Any, times: Any, x_calib: Any, batch_size: Any, memory_budget: Any,
+                mesh: Any) -> tuple[int, jax.Array, int | None, jax.Array, Mesh]:
+    """Checked (n_instances, times, batch size or None, calibration inputs, mesh) of `evaluate`."""
+    n_instances = check_int("n_instances", n_instances, 1)
+    times_arr = _check_times(times)
+    if memory_budget is not None:
+        check_int("memory_budget", memory_budget, 1)
+    if batch_size is not None:
+        batch_size = min(check_int("batch_size", batch_size, 1), x.shape[0])
+    xc = x[:128] if x_calib is None else _check_calib(x_calib, x.shape[1:])
+    return n_instances, times_arr, batch_size, xc, engine.check_mesh(mesh)
+
+
+def plan_evaluation(
+    model: Any, cfg: Any, data: tuple[Any, Any], *, n_instances: int = 256, times: Sequence[float] = (1.0,),
+    x_calib: Any = None, batch_size: int | None = None, chunk_size: int | None = None,
+    memory_budget: int | None = None, mesh: Mesh | None = None,
+) -> EvaluationPlan:
+    """How `evaluate` with the same arguments runs within its memory budget (nothing runs: the model is traced).
+
+    A chip whose programmed layers fit the budget is programmed whole and chips are vmapped in chunks of as many
+    as fit; a larger chip (a real-size network) is streamed layer by layer, with the largest evaluation batch
+    that fits (``batch_size`` default) and as many chips per chunk as fit, so that working memory follows the
+    budget, not the model or the chip count (`EvaluationPlan`). Results do not depend on the plan.
+    """
+    x, _ = _check_data(data)
+    n_instances, times_arr, batch_size, xc, mesh = _check_args(x, n_instances, times, x_calib, batch_size,
+                                                              memory_budget, mesh)
+    return _plan(_analog_model(model, cfg), x, xc, len(times_arr), n_instances, batch_size, chunk_size,
+                 memory_budget, mesh)
+
+
+def _plan(analog: Any, x: jax.Array, x_calib: jax.Array, n_times: int, n_instances: int, batch_size: int | None,
+          chunk_size: int | None, memory_budget: int | None, mesh: Mesh) -> EvaluationPlan:
+    """The plan (see `plan_evaluation`); ``chunk_size`` overrides the budget's chunk size, not its mode."""
+    budget = engine.default_memory_budget(mesh.devices.flat) if memory_budget is None else memory_budget
+    batch = x.shape[0] if batch_size is None else batch_size
+    per = held = instance_bytes(analog, x[:batch], n_times)
+    streamed = per > budget
+    if streamed:
+        parts = _streamed_parts(analog, x)
+        least = _streamed_cost(parts, x_calib.shape[0] + n_times)
+        if least > budget:
+            if memory_budget is not None:
+                raise ValueError(f"memory_budget {memory_budget / 2**20:.1f} MiB is below what one chip of this model "
+                                 f"needs with its layers streamed ({least / 2**20:.1f} MiB: its two largest layers' "
+                                 "programmed cells and the reads of the calibration inputs and one example)")
+            budget = max(least, held // 2)  # the default is too small for this model: half a held chip, or the least
+        if batch_size is None:
+            batch = _streamed_batch(parts, x.shape[0], x_calib.shape[0], n_times, budget)
+        per = _streamed_cost(parts, x_calib.shape[0] + n_times * batch)
+        if memory_budget is None and 2 * per > held:
+            # Under the default budget, streaming that saves less than half a held chip is not worth its cost
+            # (every batch programs the chip again and reads the calibration inputs again): one held chip per
+            # chunk, as close to the budget as the model allows.
+            streamed, per, batch = False, held, x.shape[0] if batch_size is None else batch_size
+    chunk = engine.plan_chunk_size(n_instances, per, mesh=mesh, memory_budget=budget, chunk_size=chunk_size)
+    return EvaluationPlan(streamed=streamed, chunk_size=chunk, batch_size=batch, instance_bytes=per,
+                          memory_budget=budget)
+
+
+def _checked_streaming(plan: EvaluationPlan, analog: Any, x: jax.Array, x_calib: jax.Array, n_times: int,
+                       n_instances: int, chunk_size: int | None, memory_budget: int | None,
+                       mesh: Mesh) -> EvaluationPlan:
+    """``plan`` when the model's layer inputs are example-major (`check_example_major`); else, with the default
+    budget, every layer held, one chip per chunk, and a warning (an explicit budget: the ValueError)."""
+    try:
+        check_example_major(analog, jnp.concatenate([x_calib, x])[:4])
+        return plan
+    except ValueError as e:
+        if memory_budget is not None:
+            raise
+        warnings.warn(f"{e}; evaluating with every layer of a chip held, above the default memory budget",
+                      stacklevel=3)
+    per = instance_bytes(analog, x[: plan.batch_size], n_times)
+    chunk = engine.plan_chunk_size(n_instances, per, mesh=mesh, memory_budget=per, chunk_size=chunk_size)
+    return EvaluationPlan(streamed=False, chunk_size=chunk, batch_size=plan.batch_size, instance_bytes=per,
+                          memory_budget=per)
+
+
+def _chunk_size(store: engine.ChunkStore | None, plan: EvaluationPlan, chunk_size: int | None, mesh: Mesh) -> int:
     """The checkpoint's chunk size when it has one (an explicit different one is an error), else the plan's."""
     saved = None if store is None else store.chunk_size()
-    planned = engine.plan_chunk_size(n_instances, per_instance, mesh=mesh, memory_budget=memory_budget,
-                                     chunk_size=chunk_size if saved is None else saved)
-    if saved is not None and chunk_size is not None and -(-chunk_size // mesh.size) * mesh.size != saved:
+    if saved is None:
+        return plan.chunk_size
+    if chunk_size is not None and -(-chunk_size // mesh.size) * mesh.size != saved:
         raise ValueError(f"chunk_size {chunk_size} differs from the checkpoint's ({saved}) in {store.folder}")
-    return planned
+    return -(-saved // mesh.size) * mesh.size
 
 
 def _run_by_chunk(run, n_instances: int, chunk: int, n_times: int, store: engine.ChunkStore | None,
@@ -301,11 +523,15 @@ def evaluate(
       x_calib: inputs the ADC ranges are calibrated on when a chip is programmed; default the first 128
         inputs of ``data``.
       batch_size: evaluation examples per read call (bounds memory; does not change results: every batch
-        sees the same read-noise draw); default all.
+        sees the same read-noise draw); default all, or with streamed layers the most that fit the budget.
       chunk_size: instances per vmapped chunk (rounded up to a multiple of the device count); default from
         ``memory_budget``.
       memory_budget: working memory per chunk, bytes; default 256 MiB on CPUs, a quarter of the devices' memory
-        on accelerators (`jaxcim.engine.default_memory_budget`).
+        on accelerators (`jaxcim.engine.default_memory_budget`). A chip that does not fit whole is streamed
+        layer by layer (`plan_evaluation`); its layers' input rows must then be example by example, as in
+        batch-first models and imported CNNs, MLPs and recurrent networks. When they are not (PyTorch's
+        MultiheadAttention flattens time-major rows), an explicit budget is a ValueError and the default one
+        holds whole chips, with a warning.
       mesh: 1-d mesh with axis ``"instances"`` to shard instances over; default every device of every process
         (each process computes its share; every process gets the whole result).
       progress: show progress over chunks: a tqdm bar on a terminal, plain lines otherwise (runs one compiled
@@ -323,28 +549,28 @@ def evaluate(
     """
     core_key_check(key)
     x, y = _check_data(data)
-    n_instances = check_int("n_instances", n_instances, 1)
-    times_arr = _check_times(times)
-    if memory_budget is not None:
-        memory_budget = check_int("memory_budget", memory_budget, 1)
-    batch = x.shape[0] if batch_size is None else min(check_int("batch_size", batch_size, 1), x.shape[0])
-    xc = x[:128] if x_calib is None else _check_calib(x_calib, x.shape[1:])
-    mesh = engine.check_mesh(mesh)
-    analog, digital_acc = _analog_model(model, cfg, x, y)
+    n_instances, times_arr, batch_size, xc, mesh = _check_args(x, n_instances, times, x_calib, batch_size,
+                                                              memory_budget, mesh)
+    analog = _analog_model(model, cfg)
+    digital_acc = float(jnp.mean(jnp.argmax(_digital_logits(*nnx.split(set_mode(nnx.clone(analog), "digital")), x),
+                                            axis=-1) == y))
+    plan = _plan(analog, x, xc, len(times_arr), n_instances, batch_size, chunk_size, memory_budget, mesh)
+    if plan.streamed:
+        plan = _checked_streaming(plan, analog, x, xc, len(times_arr), n_instances, chunk_size, memory_budget, mesh)
 
     store = None
     if checkpoint is not None:
         fingerprint = _fingerprint(analog, x, y, xc, times_arr, key) if fingerprint is None else fingerprint
         store = engine.ChunkStore(Path(checkpoint), fingerprint)
-    chunk = _chunk_size(store, n_instances, lambda: instance_bytes(analog, x[:batch], len(times_arr)), mesh,
-                        chunk_size, memory_budget)
+    chunk = _chunk_size(store, plan, chunk_size, mesh)
     n_chunks = -(-n_instances // chunk)
     idx = np.arange(n_chunks * chunk, dtype=np.uint32).reshape(n_chunks, chunk)
     graphdef, state = nnx.split(analog)
-    args = engine.replicate((state, xc, *_batches(x, y, batch), times_arr, key), mesh)
+    args = engine.replicate((state, xc, *_batches(x, y, plan.batch_size), times_arr, key), mesh)
 
     def run(c0: int, c1: int) -> np.ndarray:
-        return engine.to_host(_run(graphdef, mesh, *args, engine.shard_instances(idx[c0:c1], mesh, axis=1)))
+        return engine.to_host(_run(graphdef, mesh, plan.streamed, *args,
+                                   engine.shard_instances(idx[c0:c1], mesh, axis=1)))
 
     if progress or store is not None:
         acc = _run_by_chunk(run, n_instances, chunk, len(times_arr), store, progress)
@@ -384,4 +610,5 @@ def accuracy(model: Any, data: tuple[Any, Any]) -> float:
     return float(jnp.mean(jnp.argmax(model(x), axis=-1) == y))
 
 
-__all__ = ["AccuracyResult", "accuracy", "default_mesh", "evaluate", "instance_bytes"]
+__all__ = ["AccuracyResult", "EvaluationPlan", "accuracy", "check_example_major", "default_mesh", "evaluate",
+           "instance_bytes", "plan_evaluation"]

@@ -24,6 +24,7 @@ Functions act in place on a model (nnx style) and trace under ``jax.jit``/``jax.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -43,8 +44,34 @@ default_bias_init = initializers.zeros_init()
 
 
 SHAPE_LOG: contextvars.ContextVar[list | None] = contextvars.ContextVar("jaxcim_nn_shape_log", default=None)
-"""When set to a list, every analog matrix product appends (cfg, rows of inputs, in, out) to it at trace time
-(`jaxcim.nn.evaluate` sizes its chunks from this)."""
+"""When set to a list, every analog matrix product appends (cfg, rows of inputs, in, out, inputs) to it when
+traced (`jaxcim.nn.evaluate` sizes its chunks from this and checks that input rows are example-major)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Segments:
+    """The layout of a streamed model call (`jaxcim.nn.evaluate` with layer streaming).
+
+    The model's input stacks, along the example axis, ``n_calib`` calibration examples and then ``len(times)``
+    blocks of ``n_block`` examples. Every analog layer splits its input rows in the same proportions (its rows
+    must be example-major: ``rows = examples * rows per example``), programs itself on its first call with its
+    ADC calibrated on the calibration rows, reads them at t = 0 and block ``k`` at ``times[k]``, all with the
+    layer's one read key: the reads `program` and the ``"analog"`` mode do one after the other, for one layer
+    at a time, so that a chip's programmed layers need not all be held at once.
+
+    Attributes:
+      n_calib: calibration examples (first in the input).
+      n_block: examples per read block.
+      times: read time of each block, s, (n_blocks,) (may be traced).
+    """
+
+    n_calib: int
+    n_block: int
+    times: Any
+
+
+SEGMENTS: contextvars.ContextVar[Segments | None] = contextvars.ContextVar("jaxcim_nn_segments", default=None)
+"""When set, analog layers in ``"analog"`` mode read their inputs as the stacked `Segments`."""
 
 
 class Crossbar(nnx.Variable):
@@ -114,7 +141,7 @@ class _AnalogMatmul(nnx.Module):
         """u (n, in) @ w (in, out) in the current mode; u and w share a float dtype."""
         log = SHAPE_LOG.get()
         if log is not None:
-            log.append((self.cfg, u.shape[0], w.shape[0], w.shape[1]))
+            log.append((self.cfg, u.shape[0], w.shape[0], w.shape[1], u))
         if self.mode == "digital":
             return jnp.matmul(u, w, precision=self.precision)
         if self.mode == "hwa":
@@ -128,6 +155,9 @@ class _AnalogMatmul(nnx.Module):
             raise ValueError(f"{type(self).__name__} is in 'analog' mode but not programmed: call "
                              "jc.nn.program(model, x_calib, key=...) first (or use mode 'hwa')")
         k_prog, k_read = jax.random.split(key)
+        seg = SEGMENTS.get()
+        if seg is not None:
+            return self._read_segments(u, w, k_prog, k_read, seg)
         state = self.crossbar.get_value()
         if state is None:
             # ADC range calibrated on this layer's own inputs (NeuRRAM calibrates per layer from data).
@@ -135,6 +165,32 @@ class _AnalogMatmul(nnx.Module):
             self.crossbar.set_value(state)
         t = self.t.get_value().astype(state.g_pos.dtype)
         return core.read(self.cfg, state, u.astype(state.g_pos.dtype), key=k_read, t=t).astype(u.dtype)
+
+    def _read_segments(self, u: jax.Array, w: jax.Array, k_prog: jax.Array, k_read: jax.Array,
+                       seg: Segments) -> jax.Array:
+        """The ``"analog"`` read of the stacked `Segments` ``u`` (n, in): program on the first call, then the
+        calibration rows at t = 0 and each block at its time (one layer's conductances live at a time)."""
+        n_blocks = seg.times.shape[0]
+        examples = seg.n_calib + seg.n_block * n_blocks
+        if u.shape[0] % examples:
+            raise ValueError(f"{type(self).__name__}: {u.shape[0]} input rows are not a whole number per example "
+                             f"of the {examples} stacked examples (streamed evaluation needs example-major rows)")
+        per = u.shape[0] // examples
+        state = self.crossbar.get_value()
+        calib = u[: seg.n_calib * per]
+        if state is None:
+            state = core.program(self.cfg, w, key=k_prog, x_calib=calib)
+            self.crossbar.set_value(state)
+        dtype = state.g_pos.dtype
+        y_calib = core.read(self.cfg, state, calib.astype(dtype), key=k_read, t=jnp.zeros((), dtype))
+        blocks = u[seg.n_calib * per:].reshape(n_blocks, seg.n_block * per, u.shape[1]).astype(dtype)
+
+        def block(args):
+            x, t = args
+            return core.read(self.cfg, state, x, key=k_read, t=t.astype(dtype))
+
+        y = jax.lax.map(block, (blocks, jnp.asarray(seg.times, jnp.float32)))
+        return jnp.concatenate([y_calib, y.reshape(-1, y.shape[-1])]).astype(u.dtype)
 
 
 class AnalogLinear(_AnalogMatmul):
@@ -379,14 +435,25 @@ def program(model: Any, x_calib: jax.Array, *, key: jax.Array) -> Any:
     Returns:
       ``model`` (programmed, in ``"analog"`` mode, read time 0).
     """
+    set_instance(model, key)
+    model(x_calib)
+    return model
+
+
+def set_instance(model: Any, key: jax.Array) -> Any:
+    """Make every analog layer of ``model`` chip instance ``key``, unprogrammed, in place: the ``j``-th layer in
+    graph order gets key ``jax.random.fold_in(key, j)``, ``"analog"`` mode and read time 0; its next call
+    programs it (`program` runs the calibration inputs through right after).
+
+    Returns:
+      ``model``.
+    """
     checks.check_key(key)
-    layers = analog_layers_or_raise(model, "program")
-    for j, (_, layer) in enumerate(layers):
+    for j, (_, layer) in enumerate(analog_layers_or_raise(model, "program")):
         layer.key.set_value(jax.random.fold_in(key, j))
         layer.crossbar.set_value(None)
         layer.t.set_value(jnp.zeros((), jnp.float32))
         layer.mode = "analog"
-    model(x_calib)
     return model
 
 
@@ -410,6 +477,6 @@ def clip_weights(model: Any, n_sigma: float = 2.5) -> Any:
 
 
 __all__ = [
-    "MODES", "AnalogConv", "AnalogLinear", "Crossbar", "InstanceKey", "ReadTime", "analog_layers",
-    "clip_weights", "path_str", "program", "set_mode", "set_time",
+    "MODES", "AnalogConv", "AnalogLinear", "Crossbar", "InstanceKey", "ReadTime", "SEGMENTS", "Segments",
+    "analog_layers", "clip_weights", "path_str", "program", "set_instance", "set_mode", "set_time",
 ]

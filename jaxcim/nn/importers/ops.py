@@ -10,11 +10,15 @@ import jax
 import jax.numpy as jnp
 
 
-def call_layer(layers: Any, x: jax.Array, *, name: str, kind: str, groups: int = 1) -> jax.Array:
+def call_layer(layers: Any, x: jax.Array, *, name: str, kind: str, groups: int = 1, batch_axis: int = 0) -> jax.Array:
     """Apply layer ``name`` to ``x``: a dense product on the last axis, or a convolution of channels-first
     ``x`` (N, C, *spatial) (the layers are channels-last, as ``nnx.Conv``). A grouped convolution runs one
-    layer (one crossbar matrix) per group on its slice of the channels."""
+    layer (one crossbar matrix) per group on its slice of the channels. A dense product whose batch axis is
+    ``batch_axis`` (e.g. 1 for a time-major sequence) gets its rows example by example, as a streamed
+    `jaxcim.nn.evaluate` needs (the rows of a matrix product are independent: same result)."""
     if kind != "conv":
+        if batch_axis:
+            return jnp.moveaxis(layers[name](jnp.moveaxis(x, batch_axis, 0)), 0, batch_axis)
         return layers[name](x)
     x = jnp.moveaxis(x, 1, -1)
     if groups == 1:
@@ -46,8 +50,9 @@ def recurrent(layers: Any, x: jax.Array, h0: jax.Array, c0: jax.Array | None, *,
               names: Sequence[tuple[str, str]], bidirectional: bool) -> tuple[jax.Array, ...]:
     """A stacked (bi)directional LSTM/GRU over x (T, N, in) (time major), unrolled in time.
 
-    The input projection of a whole sequence is one layer call (every time step a row of the same matrix);
-    the hidden projection is one call per step.
+    The input projection of a whole sequence is one layer call (every time step a row of the same matrix, the
+    rows example by example, as a streamed `jaxcim.nn.evaluate` needs); the hidden projection is one call per
+    step.
 
     Args:
       layers: the network's layer dict.
@@ -68,7 +73,7 @@ def recurrent(layers: Any, x: jax.Array, h0: jax.Array, c0: jax.Array | None, *,
             inp, outs = x, []
         h = h0[j]
         c = c0[j] if c0 is not None else None
-        gx = layers[ih](inp)
+        gx = jnp.swapaxes(layers[ih](jnp.swapaxes(inp, 0, 1)), 0, 1)  # example-major rows (streamed evaluate)
         steps = range(inp.shape[0] - 1, -1, -1) if d == 1 else range(inp.shape[0])
         seq = [None] * inp.shape[0]
         for t in steps:

@@ -41,6 +41,14 @@ from jaxcim.nn.importers.network import (
 )
 
 
+def _batch_axis(x: Any) -> int:
+    """The axis of node ``x``'s value that is the exported (symbolic) batch dimension; 0 when there is none or
+    several (a time-major sequence inside nn.MultiheadAttention has it at 1)."""
+    shape = getattr(getattr(x, "meta", {}).get("val"), "shape", ())
+    axes = [i for i, d in enumerate(shape) if not isinstance(d, int)]
+    return axes[0] if len(axes) == 1 else 0
+
+
 def _torch():
     try:
         import torch
@@ -417,9 +425,10 @@ class _Builder:
         else:
             spec = self.conv_spec(n, name, args, lname, wname, bias, w_arr)
         self.specs.append(spec)
-        self.steps.append(Step(n.name, "layer", (self.ref(x),),
-                               (("groups", spec.groups), ("kind", "conv" if spec.kind == "conv" else "linear"),
-                                ("name", lname)), n.name))
+        kwargs = (("groups", spec.groups), ("kind", "conv" if spec.kind == "conv" else "linear"), ("name", lname))
+        axis = _batch_axis(x) if spec.kind != "conv" else 0
+        self.steps.append(Step(n.name, "layer", (self.ref(x),), kwargs + ((("batch_axis", axis),) if axis else ()),
+                               n.name))
         return True
 
     def conv_spec(self, n, name, args, lname, wname, bias, w_arr) -> LayerSpec:
