@@ -351,7 +351,7 @@ def _dense_layers(model: Any) -> list[tuple[str, Any]]:
 
 
 def _kernel(layer: Any) -> jax.Array:
-    return layer.kernel.value if hasattr(layer.kernel, "value") else layer.kernel
+    return layer.kernel.get_value() if hasattr(layer.kernel, "get_value") else layer.kernel
 
 
 def layer_inputs(model: Any, x: jax.Array) -> list[jax.Array]:
