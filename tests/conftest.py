@@ -37,12 +37,25 @@ def key():
     return jax.random.key(0)
 
 
-SLOW_NOTEBOOKS = ("analog_nn.ipynb", "ir_drop.ipynb", "tour.ipynb", "optimize_mapping.ipynb", "energy.ipynb")
+SLOW_NOTEBOOKS = ("analog_nn.ipynb", "ir_drop.ipynb", "tour.ipynb", "optimize_mapping.ipynb", "energy.ipynb",
+                  "calibrate.ipynb", "torch_import.ipynb")
 """Notebooks run by ``pytest -m extended`` only (1-2.5 min each on 2 cores): their steps are tested by the modules of
-tests/; the notebooks of the newest features (calibrate, torch_import) run in the default suite."""
+tests/ (test_calibrate, test_import for the calibrate and torch_import notebooks)."""
+
+EXTENDED_TESTS = (
+    "tests/test_readme.py::test_the_python_example_runs",
+    "tests/test_montecarlo.py::test_programs_in_stages_match_the_fused_program",
+    "tests/test_ir_drop.py::test_gradients_match_finite_differences[shape2-0.3]",
+    "tests/test_device_models.py::test_users_model_everywhere",
+    "tests/test_rng.py::test_normals_pairs_same_shapes_only",
+    "tests/test_energy.py::test_jit_vmap_grad",
+)
+"""Tests run by ``pytest -m extended`` only, to keep the default run inside CI's 20 minutes on 2 cores (40-65 s each;
+cheaper tests cover the same code: the README's command lines, the engine's stage tests, the smaller IR-drop
+gradient shapes, the custom-device tests, the other rng tests, each energy function's own jit/grad test)."""
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.path.name in SLOW_NOTEBOOKS:
+        if item.path.name in SLOW_NOTEBOOKS or item.nodeid in EXTENDED_TESTS:
             item.add_marker(pytest.mark.extended)
