@@ -86,8 +86,8 @@ PYTHON_TIME_LIMIT_S = 300
 
 
 def test_the_python_example_runs(tmp_path, monkeypatch):
-    """(``pytest -m extended``: 1-1.5 min.) The README's first Python block runs as written and its comments hold: the Monte Carlo shape it states, errors
-    near the ideal product, and the mapping and config it builds."""
+    """(``pytest -m extended``: 1-1.5 min.) The README's first Python block runs as written and its comments hold:
+    the Monte Carlo shape it states, errors near the ideal product, and the mapping and config it builds."""
     (example,) = code_blocks("python")[:1]
     monkeypatch.chdir(tmp_path)
     t0 = time.perf_counter()
