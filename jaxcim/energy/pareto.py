@@ -116,9 +116,7 @@ def sweep(
     if instances < 1:
         raise ValueError(f"instances must be >= 1, got {instances}")
     _check_refine(refine, cfg, knobs)
-    for name, values in grid.items():
-        if isinstance(values, str) or not isinstance(values, Sequence) or len(values) == 0:
-            raise ValueError(f"grid[{name!r}] must be a non-empty list of values, got {values!r}")
+    _check_grid(grid)
     keys = jax.random.split(key, instances)
     names = list(grid)
     out = []
@@ -287,9 +285,7 @@ def network_sweep(
     if instances < 2:
         raise ValueError(f"instances must be >= 2 (a confidence interval needs two chips), got {instances}")
     _check_refine(refine, cfg, knobs)
-    for name, values in grid.items():
-        if isinstance(values, str) or not isinstance(values, Sequence) or len(values) == 0:
-            raise ValueError(f"grid[{name!r}] must be a non-empty list of values, got {values!r}")
+    _check_grid(grid)
     wls = network_workloads(model)
     run = dict(model=model, data=data, base=cfg, wls=wls, key=key, instances=instances, times=tuple(times),
                x_calib=x_calib, digital=100.0 * accuracy(model, data), cache={}, progress=progress)
@@ -342,6 +338,13 @@ def _refine_network_front(run, out, names, hw, grid, steps, knobs) -> list[dict[
         refined.append(dict(settings, **res.values, **_network_row(run, c, h, c_acc), refined=True,
                             **_refine_record(i, res)))
     return refined
+
+
+def _check_grid(grid: Mapping[str, Any]) -> None:
+    """ValueError naming the first grid key whose values are not a non-empty list."""
+    for name, values in grid.items():
+        if isinstance(values, str) or not isinstance(values, Sequence) or len(values) == 0:
+            raise ValueError(f"grid[{name!r}] must be a non-empty list of values, got {values!r}")
 
 
 def _dense_layers(model: Any) -> list[tuple[str, Any]]:
