@@ -1,9 +1,10 @@
 """jaxcim's energy estimate next to published compute-in-memory macros.
 
 Prints one table (status, node, published TOPS/W, jaxcim TOPS/W, ratio, inside the one 0.5x-2x band, TOPS/W in
-NeuroSim's convention without the cell Joule term, energy shares), the held-out macros apart, the macros whose
-figures could not be checked, where the gap of each macro outside the band sits, and each macro's assumptions;
-writes benchmarks/results/energy_validation.json.
+NeuroSim's convention without the cell Joule term, energy shares), the held-out macros apart, the published
+throughputs next to jaxcim's, the macros whose figures could not be checked, where the gap of each macro outside
+the band sits (and any other row's notes), and each macro's assumptions; writes
+benchmarks/results/energy_validation.json.
 
     python benchmarks/energy_validation.py
 """
@@ -39,6 +40,11 @@ def main() -> None:
     checked = [r for r in rows if r["status"] != "not verified"]
     _table([r for r in checked if r["status"] != "held-out"], "fitted macros and the NeuroSim convention check")
     _table([r for r in checked if r["status"] == "held-out"], "held-out macros (named before their figures were read)")
+    for r in checked:
+        if r["published_tops"]:
+            print(f"throughput, {r['name']}: jaxcim {r['jaxcim_tops']:.3g} TOPS, published {r['published_tops']:.3g} "
+                  f"({r['tops_ratio']:.2f}x, {'inside' if r['tops_within'] else 'OUTSIDE'} the band)")
+    print()
     print("listed, figure not verified here (no fit, no test):", ", ".join(r["name"] for r in rows
                                                                            if r["status"] == "not verified"))
     print()
@@ -46,6 +52,9 @@ def main() -> None:
         if not r["within"]:
             print(f"outside the band: {r['name']}: largest item {r['dominant']} "
                   f"({100 * r['shares'][r['dominant']]:.0f} %), without it {r['ratio_without_dominant']:.2f}x")
+            print(textwrap.indent(textwrap.fill(r["notes"], 110), "  "))
+        elif r["notes"]:
+            print(f"note on {r['name']}:")
             print(textwrap.indent(textwrap.fill(r["notes"], 110), "  "))
     print()
     for r in checked:

@@ -14,17 +14,23 @@ One MVM of a layer (in_features x out_features) on weight-stationary arrays, all
   otherwise from the expected conductances and the workload's input statistics;
 - DAC/drivers: each driven row switches ``c_row_per_cell`` per cell it crosses at ``v_wordline``, plus a
   capacitive DAC of 2**b - 1 unit capacitors for b > 1 bits per cycle (amplitude encoding);
-- bit lines: each physical column line (rows x ``c_col_per_cell``) is charged to v_read once per read: NeuroSim's
-  array read energy, ``capBL * readVoltage**2 * numReadCells`` (NeuroSim V1.4 SubArray.cpp, CalculatePower);
-  NeuroSim's array term has no cell Joule heating, which jaxcim counts apart in ``array`` (V^2 G t): the two
-  conventions differ by exactly that item (see `jaxcim.energy.macros`, the NeuroSim VGG-8 row);
+- bit lines: each used physical column line (rows x ``c_col_per_cell``) is charged to v_read once per read:
+  NeuroSim's array read energy, ``capBL * readVoltage**2 * numReadCells`` (NeuroSim V1.4 SubArray.cpp,
+  CalculatePower). NeuroSim's array term has no cell Joule heating, which jaxcim counts apart in ``array``
+  (V^2 G t); NeuroSim charges the cell current instead inside its SAR ADC energy, for the conversion time
+  (SarADC.cpp, GetColumnPower), and its CiMLoop build reports V^2 t / R per selected cell, which the ``array``
+  term reproduces (tests/test_neurosim.py). See `jaxcim.energy.macros`, the NeuroSim VGG-8 row;
+- which columns: every bit line of an array is held at virtual ground during a read (the circuit jaxcim
+  simulates, IR drop included), so all cells on a driven row dissipate; only the columns that hold weights are
+  sensed and converted, and only the row groups that hold inputs are read (`counts`);
 - readout: a column front end (``e_sense``) per conversion;
-- ADC: one conversion per column (per column pair, differential) per slice (unless slices are combined
-  in analog) per row group per cycle per array; energy from the SAR, Walden or CCO model (`adc_energy`), or
+- ADC: one conversion per used column (per column pair, differential) per slice (unless slices are combined
+  in analog) per used row group per cycle; energy from the SAR, Walden or CCO model (`adc_energy`), or
   from the ADC circuit of ``cfg.adc.circuit`` (`jaxcim.circuit.adc`: energy, latency and area of the same
   circuit parameters that set its INL/DNL and noise);
 - digital: one shift-and-add per conversion into an accumulator wide enough for the full result;
-- latency: cycles * groups * (t_read + adc_share * t_conversion); digital work is pipelined behind it;
+- latency: cycles * groups * (t_read + conversions per ADC * t_conversion), for the fullest array (at most
+  ``adc_share`` conversions per ADC and read); digital work is pipelined behind it;
 - area: cells (F^2 at the node), ADCs, row drivers, shift-and-add units.
 
 Operations are counted the usual way: 2 per multiply-accumulate of the layer (2 * in * out per MVM).
@@ -155,7 +161,15 @@ def counts(cfg: CrossbarConfig, hw: HardwareConfig, workload: Workload) -> dict[
       phases), ``bits_per_cycle``,
       ``rows_per_read``, ``groups`` (row groups per cycle), ``reads`` (cycles * groups),
       ``phys_cols`` (physical columns a row line crosses in one array), ``conv_per_array`` (conversions per
-      array per read), ``conversions`` (per MVM), ``adcs`` (number of ADCs), ``acc_bits`` (accumulator width).
+      array per read), ``conversions`` (per MVM), ``adcs`` (number of ADCs), ``acc_bits`` (accumulator width),
+      ``used_cols`` (columns holding weights, over all column tiles, with each tile's reference column for offset
+      mapping), ``used_groups`` (row groups holding inputs, over all row tiles) and ``adc_turns`` (conversions
+      each ADC makes in series per read).
+
+    Only columns that hold weights are sensed and converted, and only row groups that hold inputs are read: a
+    layer narrower or shorter than its arrays (the last tile of a layer, or a layer smaller than one array) pays
+    for the bit lines it uses, as a controller that skips empty columns and row groups would. ``reads`` and
+    ``adc_turns`` are those of the fullest array, which sets the latency.
     """
     m = cfg.mapping
     if hw.rows_per_read > m.rows:
@@ -168,13 +182,19 @@ def counts(cfg: CrossbarConfig, hw: HardwareConfig, workload: Workload) -> dict[
     groups = math.ceil(m.rows / k)
     s_conv = 1 if hw.analog_slice_combine else m.slices
     diff = m.scheme == "differential"
-    conversions = cycles * groups * tr * tc * s_conv * m.cols
-    adcs = s_conv * tr * tc * math.ceil(m.cols / hw.adc_share)
+    used_cols = workload.out_features + (tc if m.scheme == "offset" else 0)  # + one reference column per tile
+    used_groups = (tr - 1) * groups + math.ceil((workload.in_features - (tr - 1) * m.rows) / k)
+    conversions = cycles * used_groups * s_conv * used_cols
+    adcs_per_array = math.ceil(m.cols / hw.adc_share)
+    adcs = s_conv * tr * tc * adcs_per_array
+    adc_turns = math.ceil(min(used_cols, m.cols) / adcs_per_array)
+    groups_per_array = groups if tr > 1 else used_groups
     acc_bits = cfg.adc.bits + max(mag - b, 0) + m.weight_bits + math.ceil(math.log2(tr * groups))
     return dict(row_tiles=tr, col_tiles=tc, slices=m.slices, cycles=cycles, phases=hw.read_phases,
                 bits_per_cycle=b, rows_per_read=k,
-                groups=groups, reads=cycles * groups, phys_cols=2 * m.cols if diff else m.cols,
-                conv_per_array=m.cols, conversions=conversions, adcs=adcs, acc_bits=max(acc_bits, 1))
+                groups=groups, reads=cycles * groups_per_array, phys_cols=2 * m.cols if diff else m.cols,
+                conv_per_array=m.cols, conversions=conversions, adcs=adcs, acc_bits=max(acc_bits, 1),
+                used_cols=used_cols, used_groups=used_groups, adc_turns=adc_turns)
 
 
 # ----------------------------------------------------------------------------------------- drive levels
@@ -255,9 +275,11 @@ def _layer(cfg, hw, workload, state, x, w) -> dict[str, Any]:
     dac_units = 0 if (pwm or b <= 1) else 2**b - 1
     e_row = (hw.c_row_per_cell * c["phys_cols"] + hw.dac_c_unit * dac_units) * arrays_per_row * hw.v_wordline**2
     e_dac = active * e_row
-    # --- bit lines: each physical column's line (rows cells long) charged to the read voltage once per read
+    # --- bit lines: each used physical column's line (rows cells long) charged to the read voltage once per read
     n_arrays = c["slices"] * c["row_tiles"] * c["col_tiles"]
-    e_lines = c["reads"] * n_arrays * c["phys_cols"] * cfg.mapping.rows * hw.c_col_per_cell * v**2
+    used_phys = 2 * c["used_cols"] if cfg.mapping.scheme == "differential" else c["used_cols"]
+    reads_used = c["cycles"] * c["used_groups"] * c["slices"]  # row-group reads summed over row tiles and slices
+    e_lines = reads_used * used_phys * cfg.mapping.rows * hw.c_col_per_cell * v**2
     # --- readout, ADC and digital
     circuit = cfg.adc.circuit
     e_conv = adc_energy(hw, cfg.adc.bits) if circuit is None or not cfg.adc.bits else circuit.energy(cfg.adc.bits)
@@ -266,7 +288,7 @@ def _layer(cfg, hw, workload, state, x, w) -> dict[str, Any]:
     e_dig = c["conversions"] * c["acc_bits"] * hw.e_add_bit
     # --- latency
     t_conv = cfg.adc.bits * hw.t_adc_bit if circuit is None else circuit.latency(cfg.adc.bits)
-    latency = c["reads"] * (hw.t_read + hw.adc_share * t_conv)
+    latency = c["reads"] * (hw.t_read + c["adc_turns"] * t_conv)
     # --- area
     f2 = hw.node**2
     area_cells = n_arrays * cfg.mapping.rows * c["phys_cols"] * hw.cell_area_f2 * f2
