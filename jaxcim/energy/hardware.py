@@ -36,6 +36,11 @@ ISAAC_SA_AREA_32NM = 0.00024e-6 / 4
 """Area of one shift-and-add unit at 32 nm, m^2 (ISAAC Table 1: 4 S+A units in 0.00024 mm^2)."""
 
 
+C_COL_PER_CELL_22NM = 6.22e-15 / 128
+"""Bit-line capacitance per cell of a 22 nm 1T1R array, F: NeuroSim's sub-array model (V1.3 as packaged in
+hwcomponents-neurosim 1.0.43; wire 0.2 fF/um over a 4F-high cell with F = 40 nm, its wire width at the 22 nm node,
+plus the access transistors' drain capacitance) gives 6.22 fF for a 128-cell bit line; scaled with F elsewhere."""
+
 def horowitz_add_bit_energy(node: float) -> float:
     """Energy of a one-bit full-adder stage at technology node ``node`` (m), J.
 
@@ -64,7 +69,8 @@ class HardwareConfig:
         conversions. 0 = all rows. Static.
       read_phases: times every read is repeated with its own conversion (IBM HERMES's 4-phase high-precision
         mode: Le Gallo et al., Nat. Electron. 2023). Default 1. Static.
-      adc_share: columns multiplexed onto one ADC (conversions of an array are serialized over them).
+      adc_share: columns multiplexed onto one ADC (conversions of an array's used columns are serialized over
+        them).
         Default 8: NeuroSim V1.4 ``numColMuxed``. Static.
       analog_slice_combine: the weight-slice columns are summed in analog (weighted current/voltage stacking)
         before one conversion, instead of one conversion per slice (Hung et al. 2021). Static.
@@ -88,8 +94,10 @@ class HardwareConfig:
         order of the minimum MOM unit capacitor of 22-28 nm capacitive-DAC designs (an assumption; ISAAC's
         1-bit DAC power, Shafiee et al. ISCA 2016 Table 1, 0.39 pJ per pulse at 32 nm, is an upper bound).
       c_col_per_cell: bit-line capacitance per cell it crosses, F, charged to the read voltage once per read and
-        column. Default 0.0176 fF: NeuroSim's 0.2 fF/um bit-line capacitance (``capBL = lengthCol * 0.2e-15/1e-6``
-        in SubArray.cpp) over the 4 F = 88 nm cell height of its 1T1R cell.
+        column. Default 0.0486 fF: NeuroSim's 22 nm sub-array model (V1.3 as packaged in hwcomponents-neurosim
+        1.0.43, 1T1R cell 4F x 12F) reports 6.22 fF per 128-cell bit line: its 0.2 fF/um wire (``capBL``,
+        SubArray.cpp) over a 4F cell height with F = its 40 nm wire width at the 22 nm node (Param.cpp), plus the
+        access transistors' drain capacitance (checked against the NeuroSim binary in tests/test_neurosim.py).
       e_sense: column readout front end (integrator, current-to-voltage stage or sense amplifier) per conversion,
         J. Default 0 (NeuroSim folds it into its ADC energy); `node_hardware` sets the value fitted to published
         macros (see `jaxcim.energy.macros`).
@@ -121,7 +129,7 @@ class HardwareConfig:
     c_row_per_cell: Any = 0.1e-15
     v_wordline: Any = 1.1
     dac_c_unit: Any = 1e-15
-    c_col_per_cell: Any = 0.2e-15 / 1e-6 * 4 * 22e-9
+    c_col_per_cell: Any = C_COL_PER_CELL_22NM
     e_sense: Any = 0.0
     adc_power: Any = 0.35e-3
     e_add_bit: Any = horowitz_add_bit_energy(22e-9)
@@ -249,7 +257,7 @@ def node_hardware(node: float, **overrides: Any) -> HardwareConfig:
     s = node / 22e-9
     v = supply(node)
     k = s * (v / 0.8) ** 2
-    fields = _scaled(node, v_wordline=v, c_row_per_cell=0.1e-15 * s, c_col_per_cell=0.2e-15 / 1e-6 * 4 * node,
+    fields = _scaled(node, v_wordline=v, c_row_per_cell=0.1e-15 * s, c_col_per_cell=C_COL_PER_CELL_22NM * s,
                      sar_e_bit=8e-15 * k, sar_e_cap=1.33 * SAR_C_UNIT_22NM * s * v**2, adc_fom=10e-15 * k,
                      e_sense=E_SENSE_22NM * k,
                      adc_power=P_CCO_14NM * (node / 14e-9) * (v / 0.8) ** 2,
