@@ -21,9 +21,11 @@ four or more are added, none when two or three are (three were), so that held-ou
 9). Their configurations were written from the papers' stated facts before their estimates were computed; they
 then took part, as fitted macros, in choosing `E_SENSE_22NM` and `SAR_C_UNIT_22NM`.
 
-NeuRRAM (Wan et al. 2022) was added last, alone: under the rule above, one added paper holds none out. Its two
-operating points (the lowest and highest precision of its Fig. 12c,d) and configuration were written from the stated
-facts before its estimates were computed, and no parameter was chosen on it.
+NeuRRAM (Wan et al. 2022) was added last, after the parameters above were chosen. Its two operating points (the
+lowest and highest precision of its Fig. 12c,d) and configuration were written from the stated facts before its
+estimates were computed, and no parameter was chosen on it or changed after it, so it is reported with the held-out
+macros (`ADDED_AFTER_FIT`: 4 of 10 papers out of every parameter choice). It was not named in advance as the others
+were.
 
 After the comparison, the energy model was changed to count only the columns and row groups that hold a layer (it
 had converted every column of an array). The change is general, but it was found by examining the held-out Yoon row,
@@ -52,6 +54,9 @@ from jaxcim.energy.model import ENERGY_ITEMS, estimate
 HELD_OUT = ("Yoon ISSCC 2021", "Khwa ISSCC 2022", "Ambrogio Nature 2023")
 """Macros held out of the hardware-parameter choice (named before their numbers were looked up)."""
 
+ADDED_AFTER_FIT = ("NeuRRAM, 1b in / 3b out", "NeuRRAM, 8b in / 10b out")
+"""Macros added after the hardware parameters were chosen, used in no choice: reported with the held-out ones."""
+
 
 BAND = (0.5, 2.0)
 """The one accepted band for every macro: jaxcim's TOPS/W within 0.5x-2x of the published figure."""
@@ -77,8 +82,8 @@ class Macro:
       status: "fit" (used to choose the node parameters), "held-out", "simulator" (a simulator's output, the
         convention check) or "not verified".
       assumptions: what the paper's stated figures leave open and the value taken, with the reason.
-      notes: for a held-out macro outside the band, where the gap sits (written after the comparison; the
-        configuration was not changed).
+      notes: for a macro outside the band, where the gap sits (written after the comparison; the configuration
+        was not changed).
     """
 
     name: str
@@ -298,9 +303,17 @@ def _wan2022(in_bits: int, out_bits: int) -> Macro:
     tpw = {(2, 3): 43.08875866, (8, 10): 6.437388185}[(in_bits, out_bits)]
     tops = {(2, 3): 2.12230988, (8, 10): 0.2638743409}[(in_bits, out_bits)]
     label = {2: "1b", 8: "8b"}[in_bits]
+    notes = "" if in_bits == 2 else (
+        "Written after the comparison: 0.28x, outside the band. The gap is the cell Joule term (79 % of jaxcim's "
+        "energy; without it 1.30x): at 8-bit inputs jaxcim charges V^2 G t for 2 phases x 15 pulse slots (7.5 "
+        "pulses each on average), 15x the 1-bit point's pulses, while the published efficiency falls only 6.7x from "
+        "1 to 8 bits. Two causes, not separated here: NeuRRAM senses in voltage mode (the output line charges the "
+        "neuron's capacitor and its current falls as it settles, where jaxcim holds columns at virtual ground), and "
+        "the input statistics behind the figure are not stated (mean input 0.25 or 0.1 of full scale instead of "
+        "0.5 gives 0.46x or 0.75x). Not tuned: the configuration stays as written before the comparison.")
     return Macro(f"NeuRRAM, {label} in / {out_bits}b out", _WAN22 + f" ({tpw:.1f} TOPS/W, {tops:.3g} TOPS)",
                  "ReRAM", 130e-9, round(tpw, 2), cfg, hw, Workload(256, 128, name=f"{label}/4b/{out_bits}b"),
-                 assumptions=_WAN22_ASSUMED)
+                 status=HELD, assumptions=_WAN22_ASSUMED, notes=notes)
 
 
 # ----------------------------------------------------------------------------------------- held out
