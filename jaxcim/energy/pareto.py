@@ -18,8 +18,8 @@ knob the grid sweeps, at most the device's g_max, and a factor 2 otherwise. The 
 evaluated again by the same code on the same chips and added as a row (``refined``: True, ``refined_from``: its
 grid row), so the front and the best configuration at the target are taken over both. Example (the shipped
 ``pareto`` study, ``--refine 20``; benchmarks/README.md): only the ADC margin moves (to 0.71-0.87); the 4-bit SAR
-readout at 660 TOPS/W then loses 3.41 instead of 4.74 points at 1 year, while the best point at >= 200 TOPS/W (8-bit
-SAR) changes within its confidence interval (1.86 -> 1.95 points) and stays unrefined.
+readout at 858 TOPS/W then loses 3.43 instead of 4.74 points at 1 year, while the best point at >= 200 TOPS/W (6-bit
+SAR, 16 rows per read) changes within its confidence interval (1.85 -> 1.92 points) and stays unrefined.
 """
 
 from __future__ import annotations
