@@ -522,3 +522,27 @@ def test_layer_inputs_are_the_dense_layers_digital_inputs():
     assert nnx.Linear.__call__ is call  # restored
     np.testing.assert_array_equal(u0, x)
     np.testing.assert_allclose(u1, jax.nn.relu(model.layers[0](x)), rtol=1e-6)
+
+
+def test_pareto_plot_labels_do_not_overlap():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from matplotlib.text import Text
+
+    from jaxcim.energy import pareto
+
+    names = ["array", "adc.bits"]
+    # a front of six points, three of them within 3 % of each other in TOPS/W and loss (as in the shipped study)
+    pts = [(236, 1.85), (318, 1.86), (325, 1.92), (645, 1.93), (745, 4.0), (858, 4.74)]
+    off_front = [(70, 2.6), (300, 6.5), (560, 5.5)]
+    results = [dict(array=64, **{"adc.bits": b}, tops_per_w=t, loss=[0.0, l], ci95=[0.1, 0.6], times=[1.0, 3.15e7])
+               for b, (t, l) in enumerate(pts + off_front)]
+    ax = pareto.plot_network(results, names)
+    renderer = ax.figure.canvas.get_renderer()
+    boxes = []
+    for t in ax.texts:
+        t.update_positions(renderer)
+        boxes.append(Text.get_window_extent(t, renderer))
+    assert len(boxes) == len(pts)
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert all(ax.bbox.contains(b.x0, b.y0) and ax.bbox.contains(b.x1, b.y1) for b in boxes)

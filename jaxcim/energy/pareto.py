@@ -423,14 +423,10 @@ def plot_network(results: Sequence[Mapping[str, Any]], names: Sequence[str], tim
                 label="configurations (95 % CI)")
     order = np.flatnonzero(front)[np.argsort(tpw[front])]
     ax.errorbar(tpw[order], loss[order], yerr=ci[order], fmt="o-", c="C3", ms=5, lw=1.2, label="Pareto front")
-    for j, i in enumerate(order):  # labels alternate above and below the front, on a white box, with a leader
-        ax.annotate(label(results[i], names), (tpw[i], loss[i]), xytext=(-10, (-30, 28, -56, 52)[j % 4]),
-                    textcoords="offset points", fontsize=8, color="C3", ha="right" if j == len(order) - 1 else
-                    "center", bbox=dict(fc="white", ec="C3", lw=0.5, alpha=0.9),
-                    arrowprops=dict(arrowstyle="-", color="C3", lw=0.6))
     ax.axvline(target, ls="--", c="C2", label=f"{target:g} TOPS/W")
     ax.axhline(0.0, c="0.3", lw=0.6)
     ax.set_xscale("log")
+    _label_front(ax, [(label(results[i], names), tpw[i], loss[i]) for i in order])
     ax.set_xlabel("energy efficiency (TOPS/W, one inference)", fontsize=10)
     t = results[0]["times"][time_index]
     when = "1 year" if abs(t - YEAR) < 1 else f"{t:g} s"
@@ -438,6 +434,33 @@ def plot_network(results: Sequence[Mapping[str, Any]], names: Sequence[str], tim
     ax.tick_params(labelsize=9)
     ax.legend(fontsize=8, loc="upper left")
     return ax
+
+
+def _label_front(ax, points) -> None:
+    """Label each point on a white box with a leader line, above or below it, at the first offset where the box
+    overlaps no earlier label and stays inside the axes (greedy placement; the last offset tried is kept if none
+    is free)."""
+    from matplotlib.text import Text
+
+    fig = ax.figure
+    fig.canvas.draw()  # fixes the axes limits, so that each label's extent is known before the final draw
+    renderer = fig.canvas.get_renderer()
+    rises = (-30, 28, -56, 52, -82, 78, -108, 104)
+    placed = []
+    for j, (text, x, y) in enumerate(points):
+        ha = "right" if j == len(points) - 1 else "center"
+        tries = rises[j % 2:] + rises[:j % 2]  # alternate below / above along the front
+        for k, dy in enumerate(tries):
+            ann = ax.annotate(text, (x, y), xytext=(-10, dy), textcoords="offset points", fontsize=8, color="C3",
+                              ha=ha, bbox=dict(fc="white", ec="C3", lw=0.5, alpha=0.9),
+                              arrowprops=dict(arrowstyle="-", color="C3", lw=0.6))
+            ann.update_positions(renderer)
+            box = Text.get_window_extent(ann, renderer).expanded(1.08, 1.6)  # the text and its box, not the leader
+            inside = ax.bbox.x0 <= box.x0 and box.x1 <= ax.bbox.x1 and ax.bbox.y0 <= box.y0 and box.y1 <= ax.bbox.y1
+            if (inside and not any(box.overlaps(b) for b in placed)) or k == len(tries) - 1:
+                placed.append(box)
+                break
+            ann.remove()
 
 
 def efficiency_gradients(cfg: CrossbarConfig, hw: HardwareConfig, workloads: Workload | Sequence[Workload],
