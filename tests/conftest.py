@@ -49,10 +49,27 @@ EXTENDED_TESTS = (
     "tests/test_device_models.py::test_users_model_everywhere",
     "tests/test_rng.py::test_normals_pairs_same_shapes_only",
     "tests/test_energy.py::test_jit_vmap_grad",
+    # 20-60 s each; the default run keeps a cheaper test of the same code (in brackets)
+    "tests/test_multiprocess_cli.py::test_classifier_study_over_two_processes_is_one_process",  # (mvm study, 2 procs)
+    "tests/test_multiprocess.py::test_processes_equal_one_process_bit_for_bit[4]",  # ([2])
+    "tests/test_cli.py::test_classifier_kill_and_resume_gives_the_uninterrupted_results",  # (mvm kill and resume)
+    "tests/test_cli.py::test_classifier_study_through_the_cli",  # (the README's `jaxcim run` lines)
+    "tests/test_gradients.py::test_drift_gradient_matches_finite_differences",  # (expected loss, PCM at 1 day)
+    "tests/test_gradients.py::test_quantizer_gradients_are_straight_through",  # (core: finite through quantizers)
+    "tests/test_gradients.py::test_write_verify_gradient_is_that_of_the_accepted_write",  # (programming gradients)
+    "tests/test_gradients.py::test_ir_drop_gradient_matches_finite_differences",  # (IR-drop module's own)
+    "tests/test_gradients.py::test_expected_loss_gradient_matches_finite_differences[reram-neurram-changes1-3600.0]",
+    "tests/test_gradients.py::test_gradient_variance_falls_as_one_over_instances",  # (expected loss gradients)
+    "tests/test_ir_drop.py::test_float32_accuracy_normalized",  # (float32 against ngspice)
+    "tests/test_ir_drop.py::test_vmap_over_instances_inputs_and_wires",  # (jit equals eager; batched inputs)
+    "tests/test_robustness.py::test_ir_drop_monte_carlo_returns_for_every_chunk_size",  # (engine chunking tests)
+    "tests/test_rng.py::test_keyed_reproducible_and_batching_invariant",  # (rng neighbours and keys)
+    "tests/test_rng.py::test_float64_resolution_reaches_further_tails",  # (same)
 )
-"""Tests run by ``pytest -m extended`` only, to keep the default run inside CI's 20 minutes on 2 cores (40-65 s each;
-cheaper tests cover the same code: the README's command lines, the engine's stage tests, the smaller IR-drop
-gradient shapes, the custom-device tests, the other rng tests, each energy function's own jit/grad test)."""
+"""Tests run by ``pytest -m extended`` only, to keep the default run inside CI's 20 minutes on 2 cores; cheaper
+tests in the default run cover the same code (the README's command lines, the engine's stage tests, the smaller
+IR-drop gradient shapes, the custom-device tests, the other rng tests, each energy function's own jit/grad test,
+and the ones named in brackets above)."""
 
 
 def pytest_collection_modifyitems(config, items):
