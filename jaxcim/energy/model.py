@@ -158,8 +158,8 @@ def counts(cfg: CrossbarConfig, hw: HardwareConfig, workload: Workload) -> dict[
 
     Returns:
       dict with ``row_tiles``, ``col_tiles``, ``slices``, ``cycles`` (input cycles times ``phases``, the read
-      phases), ``bits_per_cycle``,
-      ``rows_per_read``, ``groups`` (row groups per cycle of a full array), ``reads`` (cycles * row groups of the fullest array),
+      phases), ``bits_per_cycle``, ``rows_per_read``, ``groups`` (row groups per cycle of a full array),
+      ``reads`` (cycles * row groups of the fullest array),
       ``phys_cols`` (physical columns a row line crosses in one array), ``conv_per_array`` (conversions per
       array per read), ``conversions`` (per MVM), ``adcs`` (number of ADCs), ``acc_bits`` (accumulator width),
       ``used_cols`` (columns holding weights, over all column tiles, with each tile's reference column for offset
