@@ -274,6 +274,12 @@ def _print_network(res, names) -> None:
     losses = ", ".join(f"{best['loss'][j]:.2f} +- {best['ci95'][j]:.2f} points at {w}" for j, w in enumerate(when))
     print(f"best at >= {pareto.TARGET_TOPS_PER_W:g} TOPS/W: {pareto.label(best, names)} "
           f"({best['tops_per_w']:.0f} TOPS/W): accuracy loss {losses}")
+    alike = pareto.as_good_and_more_efficient(res, best)
+    if alike:
+        shown = "; ".join(f"{pareto.label(r, names)} ({r['tops_per_w']:.0f} TOPS/W, " + " / ".join(
+            f"{x:.2f}" for x in r["loss"]) + " points)" for r in alike[:5])
+        more = f" and {len(alike) - 5} more" if len(alike) > 5 else ""
+        print(f"not distinguishable from it at every time (95 %), and more efficient: {shown}{more}")
 
 
 def _print_mvm(res, names) -> None:

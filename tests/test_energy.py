@@ -546,3 +546,17 @@ def test_pareto_plot_labels_do_not_overlap():
     assert len(boxes) == len(pts)
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
     assert all(ax.bbox.contains(b.x0, b.y0) and ax.bbox.contains(b.x1, b.y1) for b in boxes)
+
+
+def test_as_good_and_more_efficient_uses_the_interval_of_the_difference():
+    from jaxcim.energy import pareto
+
+    def row(t, loss, ci):
+        return dict(tops_per_w=t, loss=loss, ci95=[ci, ci])
+
+    best = row(200, [1.0, 2.0], 0.3)
+    inside, outside, less_efficient, equal = (row(300, [1.1, 2.4], 0.3), row(400, [1.0, 2.5], 0.3),
+                                               row(150, [1.0, 2.0], 0.3), row(500, [1.0, 2.0], 0.3))
+    # 95 % interval of a difference of two independent means: sqrt(0.3**2 + 0.3**2) = 0.424
+    got = pareto.as_good_and_more_efficient([best, inside, outside, less_efficient, equal], best)
+    assert got == [equal, inside]

@@ -25,6 +25,7 @@ SAR, 16 rows per read) changes within its confidence interval (1.85 -> 1.92 poin
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -396,6 +397,24 @@ def best_at_target(results: Sequence[Mapping[str, Any]], time_index: int = -1,
     ``target`` TOPS/W (ties: the more efficient), or None."""
     hits = [r for r in results if r["tops_per_w"] >= target]
     return min(hits, key=lambda r: (r["loss"][time_index], -r["tops_per_w"])) if hits else None
+
+
+def as_good_and_more_efficient(results: Sequence[Mapping[str, Any]],
+                               best: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Configurations more efficient than ``best`` whose accuracy loss differs from ``best``'s by less than the 95 %
+    interval of the difference at every read time, most efficient first.
+
+    The interval of the difference is sqrt(ci**2 + best_ci**2), the two means taken as independent. The pick of
+    `best_at_target` is by the loss at one time alone; these are the configurations the Monte Carlo cannot tell
+    from it at its chip count, at a higher TOPS/W. The chips are shared between configurations, so a paired
+    interval would be narrower: this flags candidates, it does not rank them.
+    """
+    def close(r):
+        return all(abs(r["loss"][j] - best["loss"][j]) <= math.hypot(r["ci95"][j], best["ci95"][j])
+                   for j in range(len(best["loss"])))
+
+    hits = [r for r in results if r["tops_per_w"] > best["tops_per_w"] and close(r)]
+    return sorted(hits, key=lambda r: -r["tops_per_w"])
 
 
 def label(result: Mapping[str, Any], names: Sequence[str]) -> str:
